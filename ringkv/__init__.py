@@ -1,6 +1,14 @@
-"""ringkv: a Dynamo-style, leaderless, replicated key-value store."""
+"""ringkv: a Dynamo-style, leaderless, replicated key-value store.
 
-from ringkv._version import __version__
+``ringkv.open(path)`` opens an embedded database; the cluster entry points
+(``ringkv.Node``, ``ringkv.connect``) share its client surface.
+"""
+
 from ringkv import errors
+from ringkv._version import __version__
+from ringkv.config import StoreOptions
+from ringkv.embedded import Database, open
+from ringkv.keyspaces import KeyspaceInfo
+from ringkv.result import Result
 
-__all__ = ["__version__", "errors"]
+__all__ = ["__version__", "errors", "open", "Database", "Result", "KeyspaceInfo", "StoreOptions"]

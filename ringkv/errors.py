@@ -79,10 +79,17 @@ class AlreadyExists(BadRequest):
     code = "already_exists"
 
 
-class NotFound(RingKVError, LookupError):
-    """The thing asked for does not exist (where absence is an error)."""
+class NotFound(RingKVError, KeyError):
+    """The thing asked for does not exist (where absence is an error).
+
+    A ``KeyError`` (hence a ``LookupError``) so mapping-style code such as
+    ``db[key]`` behaves as a dict would.
+    """
 
     code = "not_found"
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
 
 
 class KeyspaceNotFound(NotFound):

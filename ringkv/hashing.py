@@ -2,31 +2,30 @@
 
 One function serves both: the ring token of a key and the 8-byte prefix of its
 storage key are the same number, so one ring range is one contiguous range of
-RocksDB keys. Never Python's salted ``hash()``.
+RocksDB keys. Never Python's salted ``hash()``. XXH3-64 is stable across
+platforms and releases, well distributed, and ~8x cheaper than blake2b here,
+which matters on every get and put.
 """
 
 from __future__ import annotations
 
-from hashlib import blake2b
+import xxhash
 
 RING_BITS = 64
 RING_SIZE = 1 << RING_BITS
 HASH_LEN = 8
 
 
-def hash64(key: bytes) -> int:
-    """Position of ``key`` on the 64-bit ring (first 8 bytes of blake2b, big-endian)."""
-    return int.from_bytes(blake2b(key, digest_size=8).digest(), "big")
+hash64 = xxhash.xxh3_64_intdigest
+"""Position of ``key`` on the 64-bit ring (XXH3-64, seed 0)."""
 
-
-def hash64_bytes(key: bytes) -> bytes:
-    """``hash64(key)`` as its 8 big-endian bytes: the storage-key prefix."""
-    return blake2b(key, digest_size=8).digest()
+hash64_bytes = xxhash.xxh3_64_digest
+"""``hash64(key)`` as its 8 big-endian bytes: the storage-key prefix."""
 
 
 def storage_key(key: bytes) -> bytes:
     """``hash64(key)`` (8 bytes, big-endian) followed by the key itself."""
-    return blake2b(key, digest_size=8).digest() + key
+    return hash64_bytes(key) + key
 
 
 def user_key(skey: bytes) -> bytes:

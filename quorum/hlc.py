@@ -1,0 +1,74 @@
+"""Hybrid logical clock.
+
+Timestamps are one 64-bit int: milliseconds since the epoch in the high 48
+bits, a logical counter in the low 16. They order like wall-clock time, never
+run behind the physical clock (``now()`` is at least the current millisecond),
+never repeat on one clock, and move past any timestamp the clock has seen from
+a peer, so a value written after another value was read carries a larger
+timestamp even across skewed machines.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+__all__ = ["HLC", "LOGICAL_BITS", "to_millis", "from_millis"]
+
+LOGICAL_BITS = 16
+_LOGICAL_MASK = (1 << LOGICAL_BITS) - 1
+#: A peer timestamp further ahead of our physical clock than this is not
+#: adopted whole (a broken peer clock must not drag every node into the future).
+DEFAULT_MAX_DRIFT_MS = 5 * 60 * 1000
+
+
+def to_millis(ts: int) -> int:
+    """The wall-clock milliseconds of an HLC timestamp."""
+    return ts >> LOGICAL_BITS
+
+
+def from_millis(ms: int) -> int:
+    """The smallest HLC timestamp at wall-clock millisecond ``ms``."""
+    return int(ms) << LOGICAL_BITS
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class HLC:
+    """A hybrid logical clock; ``physical`` returns wall-clock milliseconds."""
+
+    __slots__ = ("_last", "_physical", "max_drift_ms")
+
+    def __init__(self, physical: Callable[[], int] = _wall_ms, max_drift_ms: int = DEFAULT_MAX_DRIFT_MS) -> None:
+        self._physical = physical
+        self._last = 0
+        self.max_drift_ms = max_drift_ms
+
+    @property
+    def last(self) -> int:
+        """The latest timestamp issued or observed."""
+        return self._last
+
+    def now(self) -> int:
+        """A new timestamp, greater than every earlier one of this clock."""
+        wall = self._physical() << LOGICAL_BITS
+        last = self._last
+        ts = wall if wall > last else last + 1
+        self._last = ts
+        return ts
+
+    def observe(self, remote: int) -> int:
+        """Account for a timestamp seen from a peer; returns a new local timestamp.
+
+        A remote time beyond ``max_drift_ms`` ahead of our physical clock is
+        clamped to that bound rather than adopted.
+        """
+        wall_ms = self._physical()
+        limit = (wall_ms + self.max_drift_ms) << LOGICAL_BITS | _LOGICAL_MASK
+        if remote > limit:
+            remote = limit
+        if remote > self._last:
+            self._last = remote
+        return self.now()

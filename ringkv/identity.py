@@ -1,0 +1,60 @@
+"""Who a data directory belongs to: node id, epoch, actor.
+
+The node id is made once and kept. The *epoch* grows each time the directory
+is opened after an unclean shutdown (crash, ``kill -9``): writes coordinated
+after such a restart use a new actor id (``node_id.epoch``), so a replica
+that lost unsynced writes can never hand out a dot it had already used — the
+fix for Riak's kv679 lost-update bug.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from ringkv.errors import BadRequest
+from ringkv.storage import Storage
+
+__all__ = ["Identity", "open_identity", "mark_clean_shutdown", "new_node_id"]
+
+_NODE_ID = b"node_id"
+_EPOCH = b"epoch"
+_CLEAN = b"clean_shutdown"
+
+
+def new_node_id() -> str:
+    return secrets.token_hex(6)
+
+
+@dataclass(frozen=True)
+class Identity:
+    node_id: str
+    epoch: int
+
+    @property
+    def actor(self) -> str:
+        return f"{self.node_id}.{self.epoch}"
+
+
+def open_identity(storage: Storage, node_id: str | None = None) -> Identity:
+    """Load (or create) the directory's identity and start a session on it."""
+    stored = storage.meta_get(_NODE_ID)
+    if stored is not None:
+        have = stored.decode()
+        if node_id is not None and node_id != have:
+            raise BadRequest(f"data directory {storage.path} belongs to node {have}, not {node_id}")
+        node_id = have
+    else:
+        node_id = node_id or new_node_id()
+        storage.meta_put(_NODE_ID, node_id.encode())
+    raw_epoch = storage.meta_get(_EPOCH)
+    epoch = int(raw_epoch) if raw_epoch else 0
+    if raw_epoch is None or storage.meta_get(_CLEAN) != b"1":
+        epoch += 1
+    storage.meta_put(_EPOCH, str(epoch).encode())
+    storage.meta_put(_CLEAN, b"0")
+    return Identity(node_id, epoch)
+
+
+def mark_clean_shutdown(storage: Storage) -> None:
+    storage.meta_put(_CLEAN, b"1")

@@ -1,0 +1,310 @@
+"""The storage engine: one RocksDB (via rocksdict, raw bytes) per data directory.
+
+One column family per keyspace (``ks.<name>``) plus internal ones (``_meta``,
+``_hints``, ``_aae`` ...). Storage keys are ``hash64(key) + key`` (see
+:mod:`ringkv.hashing`), so one ring range is one contiguous key range: handoff,
+repair and dropping a range are range scans and range deletes here.
+
+Foreign exceptions (rocksdict raises bare ``Exception``) are translated once,
+at this boundary, into :mod:`ringkv.errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from itertools import islice
+from typing import Iterator, Optional
+
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+    WriteOptions,
+)
+
+from ringkv.config import StoreOptions
+from ringkv.errors import BadRequest, ClosedError, RingKVError, Unavailable
+from ringkv.hashing import HASH_LEN, RING_SIZE, token_bytes
+
+__all__ = ["Storage", "Batch", "META_CF", "HINTS_CF", "AAE_CF", "keyspace_cf"]
+
+META_CF = "_meta"
+HINTS_CF = "_hints"
+AAE_CF = "_aae"
+INTERNAL_CFS = (META_CF, HINTS_CF, AAE_CF)
+_TOP = b"\xff" * HASH_LEN
+
+
+def keyspace_cf(name: str) -> str:
+    """Column family that holds a keyspace's records."""
+    return "ks." + name
+
+
+@contextlib.contextmanager
+def _rocks_errors(what: str):
+    """Translate rocksdict's bare exceptions into ringkv errors."""
+    try:
+        yield
+    except RingKVError:
+        raise
+    except Exception as exc:
+        msg = str(exc)
+        if "lock" in msg.lower() and ("LOCK" in msg or "hold" in msg):
+            raise Unavailable(f"{what}: the data directory is in use by another process ({msg.splitlines()[0]})") from None
+        raise Unavailable(f"{what}: {msg.splitlines()[0] if msg else type(exc).__name__}") from None
+
+
+class Batch:
+    """Writes applied atomically by :meth:`Storage.write`."""
+
+    __slots__ = ("_wb", "_storage", "count")
+
+    def __init__(self, storage: "Storage") -> None:
+        self._storage = storage
+        self._wb = WriteBatch(raw_mode=True)
+        self.count = 0
+
+    def put(self, cf: str, key: bytes, value: bytes) -> None:
+        self._wb.put(key, value, self._storage._handle(cf))
+        self.count += 1
+
+    def delete(self, cf: str, key: bytes) -> None:
+        self._wb.delete(key, self._storage._handle(cf))
+        self.count += 1
+
+    def delete_range(self, cf: str, begin: bytes, end: bytes) -> None:
+        self._wb.delete_range(begin, end, self._storage._handle(cf))
+        self.count += 1
+
+
+class Storage:
+    """A data directory's RocksDB with its column families."""
+
+    def __init__(self, path: str, options: StoreOptions | None = None) -> None:
+        self.options = options or StoreOptions()
+        self.path = os.path.abspath(path)
+        os.makedirs(self.path, exist_ok=True)
+        self._lock = threading.RLock()
+        self._cache = Cache(self.options.block_cache_mb * 1024 * 1024)
+        opts = self._cf_options()
+        opts.create_if_missing(True)
+        opts.create_missing_column_families(True)
+        opts.increase_parallelism(2)
+        existing: list[str] = []
+        if os.path.exists(os.path.join(self.path, "CURRENT")):
+            with _rocks_errors(f"opening {self.path}"):
+                existing = Rdict.list_cf(self.path, Options(raw_mode=True))
+        wanted = set(existing) | set(INTERNAL_CFS)
+        wanted.discard("default")
+        with _rocks_errors(f"opening {self.path}"):
+            self._db = Rdict(self.path, opts, column_families={n: self._cf_options() for n in wanted})
+        self._cfs: dict[str, Rdict] = {}
+        self._handles: dict[str, object] = {}
+        for name in wanted:
+            self._cfs[name] = self._db.get_column_family(name)
+            self._handles[name] = self._db.get_column_family_handle(name)
+        self._wopts = WriteOptions()
+        self._wopts.sync = self.options.fsync
+        #: Write options honouring ``fsync``, for hot paths writing to ``cf()`` directly.
+        self.write_options = self._wopts
+        self._closed = False
+
+    def _cf_options(self) -> Options:
+        opts = Options(raw_mode=True)
+        table = BlockBasedOptions()
+        table.set_block_cache(self._cache)
+        table.set_bloom_filter(10, False)
+        table.set_cache_index_and_filter_blocks(True)
+        opts.set_block_based_table_factory(table)
+        return opts
+
+    # -- column families -------------------------------------------------
+
+    def cf_names(self) -> list[str]:
+        return sorted(self._cfs)
+
+    def has_cf(self, name: str) -> bool:
+        return name in self._cfs
+
+    def cf(self, name: str) -> Rdict:
+        """The column family object, for hot paths that call it directly."""
+        try:
+            return self._cfs[name]
+        except KeyError:
+            self._check_open()
+            raise BadRequest(f"no column family {name!r}") from None
+
+    def _handle(self, name: str) -> object:
+        try:
+            return self._handles[name]
+        except KeyError:
+            self._check_open()
+            raise BadRequest(f"no column family {name!r}") from None
+
+    def create_cf(self, name: str) -> None:
+        with self._lock:
+            self._check_open()
+            if name in self._cfs:
+                return
+            with _rocks_errors(f"creating column family {name}"):
+                self._cfs[name] = self._db.create_column_family(name, self._cf_options())
+                self._handles[name] = self._db.get_column_family_handle(name)
+
+    def drop_cf(self, name: str) -> None:
+        """Drop a column family and all its data (instant: files are deleted later)."""
+        with self._lock:
+            self._check_open()
+            cf = self._cfs.pop(name, None)
+            self._handles.pop(name, None)
+            if cf is None:
+                return
+            with _rocks_errors(f"dropping column family {name}"):
+                cf.close()
+                self._db.drop_column_family(name)
+
+    # -- point operations ------------------------------------------------
+
+    def get(self, cf: str, key: bytes) -> Optional[bytes]:
+        with _rocks_errors("read"):
+            return self.cf(cf).get(key)
+
+    def put(self, cf: str, key: bytes, value: bytes) -> None:
+        with _rocks_errors("write"):
+            self.cf(cf).put(key, value, self._wopts)
+
+    def delete(self, cf: str, key: bytes) -> None:
+        with _rocks_errors("delete"):
+            self.cf(cf).delete(key, self._wopts)
+
+    def batch(self) -> Batch:
+        self._check_open()
+        return Batch(self)
+
+    def write(self, batch: Batch, sync: bool | None = None) -> None:
+        """Apply a batch atomically; ``sync`` overrides the fsync option."""
+        if batch.count == 0:
+            return
+        wopts = self._wopts
+        if sync is not None and sync != self.options.fsync:
+            wopts = WriteOptions()
+            wopts.sync = sync
+        with _rocks_errors("write"):
+            self._db.write(batch._wb, wopts)
+        batch.count = 0
+
+    # -- ranges ----------------------------------------------------------
+
+    def scan(
+        self,
+        cf: str,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        *,
+        reverse: bool = False,
+        chunk: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Items with ``start <= key < end`` in key order (or reversed).
+
+        Reads in chunks with a fresh iterator each, so a long scan holds no
+        RocksDB iterator (and no pinned memtable) between chunks.
+        """
+        chunk = chunk or self.options.scan_chunk
+        lo, hi = start, end
+        while True:
+            # rocksdict ignores iterate_lower_bound, so the lower edge is a
+            # seek (forward) or a manual stop (reverse).
+            ro = ReadOptions()
+            if not reverse and hi is not None:
+                ro.set_iterate_upper_bound(hi)
+            with _rocks_errors("scan"):
+                if reverse:
+                    it = self.cf(cf).items(backwards=True, from_key=hi, read_opt=ro) if hi is not None else self.cf(cf).items(backwards=True, read_opt=ro)
+                    items = []
+                    for kv in it:
+                        if hi is not None and kv[0] >= hi:
+                            continue
+                        if lo is not None and kv[0] < lo:
+                            break
+                        items.append(kv)
+                        if len(items) >= chunk:
+                            break
+                else:
+                    it = self.cf(cf).items(from_key=lo, read_opt=ro) if lo is not None else self.cf(cf).items(read_opt=ro)
+                    items = list(islice(it, chunk))
+            yield from items
+            if len(items) < chunk:
+                return
+            last = items[-1][0]
+            if reverse:
+                hi = last
+            else:
+                lo = last + b"\x00"
+
+    def scan_hash_range(self, cf: str, lo: int, hi: int, **kw) -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key hash ``h`` satisfies ``lo <= h < hi`` (``hi`` may be 2**64)."""
+        _check_range(lo, hi)
+        return self.scan(cf, token_bytes(lo), token_bytes(hi) if hi < RING_SIZE else None, **kw)
+
+    def delete_hash_range(self, cf: str, lo: int, hi: int) -> None:
+        """Drop every key whose hash is in ``[lo, hi)`` — one range tombstone."""
+        _check_range(lo, hi)
+        begin = token_bytes(lo)
+        with _rocks_errors("range delete"):
+            if hi < RING_SIZE:
+                self.cf(cf).delete_range(begin, token_bytes(hi), self._wopts)
+                return
+            self.cf(cf).delete_range(begin, _TOP, self._wopts)
+            for key, _ in list(self.scan(cf, _TOP)):  # the last hash value: vanishingly rare
+                self.cf(cf).delete(key, self._wopts)
+
+    def approximate_keys(self, cf: str) -> int:
+        with _rocks_errors("stats"):
+            return int(self.cf(cf).property_int_value("rocksdb.estimate-num-keys") or 0)
+
+    # -- metadata --------------------------------------------------------
+
+    def meta_get(self, key: bytes) -> Optional[bytes]:
+        return self.get(META_CF, key)
+
+    def meta_put(self, key: bytes, value: bytes, sync: bool = True) -> None:
+        """Metadata writes are synced by default: they are rare and must survive power loss."""
+        b = self.batch()
+        b.put(META_CF, key, value)
+        self.write(b, sync=sync)
+
+    # -- lifecycle -------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("storage is closed")
+
+    def flush(self) -> None:
+        with _rocks_errors("flush"):
+            self._db.flush_wal(True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for cf in self._cfs.values():
+                with contextlib.suppress(Exception):
+                    cf.close()
+            self._cfs.clear()
+            self._handles.clear()
+            with _rocks_errors("close"):
+                self._db.close()
+
+
+def _check_range(lo: int, hi: int) -> None:
+    if type(lo) is not int or type(hi) is not int or not 0 <= lo <= hi <= RING_SIZE:
+        raise BadRequest(f"bad hash range [{lo}, {hi})")
