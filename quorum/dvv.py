@@ -77,7 +77,7 @@ class DVVSet:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DVVSet):
             return NotImplemented
-        return self.clock == other.clock and sorted(self.entries) == sorted(other.entries)
+        return self.clock == other.clock and _canonical(map(tuple, self.entries)) == _canonical(map(tuple, other.entries))
 
     def __repr__(self) -> str:
         return f"DVVSet(clock={self.clock!r}, entries={self.entries!r})"
@@ -116,10 +116,8 @@ def _lww_key(e: Entry) -> tuple:
 
 def sync_lww(a: Optional[DVVSet], b: Optional[DVVSet]) -> DVVSet:
     """Last-writer-wins merge: keep the entry with the highest (timestamp, actor, counter)."""
-    if a is None:
-        return b if b is not None else DVVSet()
-    if b is None:
-        return a
+    a = a if a is not None else DVVSet()
+    b = b if b is not None else DVVSet()
     both = a.entries + b.entries
     winner = [max(both, key=_lww_key)] if both else []
     return DVVSet(join_clocks(a.clock, b.clock), winner)

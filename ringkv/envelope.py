@@ -177,18 +177,23 @@ class Codec:
             raise BadRequest(f"bad budget {budget!r}")
         return self.part(kind, rid, type_, budget, self.pack_body(body))
 
-    def frames(self, parts: list[bytes]) -> list[bytes]:
-        """Join encoded envelopes into as few frames as ``max_size`` allows."""
+    def frames(self, parts: list[bytes]) -> list[tuple[bytes, int]]:
+        """Join encoded envelopes into as few frames as ``max_size`` allows.
+
+        Returns ``(frame, number_of_envelopes)`` pairs, in order.
+        """
+        if len(parts) == 1:
+            return [(self._frame(parts), 1)]
         limit = self.max_size - FRAME_OVERHEAD
-        out: list[bytes] = []
+        out: list[tuple[bytes, int]] = []
         start, size = 0, 0
         for i, p in enumerate(parts):
             if size + len(p) > limit and i > start:
-                out.append(self._frame(parts[start:i]))
+                out.append((self._frame(parts[start:i]), i - start))
                 start, size = i, 0
             size += len(p)
         if start < len(parts):
-            out.append(self._frame(parts[start:] if start else parts))
+            out.append((self._frame(parts[start:] if start else parts), len(parts) - start))
         return out
 
     @staticmethod

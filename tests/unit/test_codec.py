@@ -1,0 +1,61 @@
+"""Record codec: round trips, and corrupt bytes never escape as anything but CorruptRecord."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ringkv.codec import decode_record, encode_record
+from ringkv.errors import CorruptRecord
+from ringkv.quorum.dvv import DVVSet
+
+entries = st.lists(
+    st.tuples(st.sampled_from(["a.1", "b.2", "c.3"]), st.integers(1, 2**40), st.integers(0, 2**63 - 1), st.one_of(st.none(), st.binary(max_size=64))),
+    max_size=4,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["a.1", "b.2", "c.3"]), st.integers(0, 2**40)), entries)
+def test_round_trip(clock, ents):
+    rec = DVVSet(clock, ents)
+    assert decode_record(encode_record(rec)) == rec
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=200))
+def test_random_bytes_raise_only_corrupt_record(data):
+    try:
+        decode_record(data)
+    except CorruptRecord:
+        pass
+
+
+@given(st.data())
+def test_truncated_and_mutated_records_raise_only_corrupt_record(data):
+    raw = bytearray(encode_record(DVVSet({"a.1": 3}, [("a.1", 3, 99, b"value"), ("b.2", 1, 98, None)])))
+    cut = data.draw(st.integers(0, len(raw)))
+    pos = data.draw(st.integers(0, len(raw) - 1))
+    raw[pos] = data.draw(st.integers(0, 255))
+    for candidate in (bytes(raw[:cut]), bytes(raw)):
+        try:
+            decode_record(candidate)
+        except CorruptRecord:
+            pass
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"\x02" + msgpack.packb([{}, []]),  # unknown format version
+        b"\x01" + msgpack.packb([{}, [["a.1", 1, 1, 5]]]),  # int value
+        b"\x01" + msgpack.packb([{}, [["a.1", "x", 1, b"v"]]]),  # str counter
+        b"\x01" + msgpack.packb([[], []]),  # clock not a map
+        b"\x01" + msgpack.packb({"a": 1}),
+    ],
+)
+def test_known_bad_records(payload):
+    with pytest.raises(CorruptRecord):
+        decode_record(payload)
