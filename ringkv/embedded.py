@@ -19,10 +19,9 @@ from ringkv.config import StoreOptions
 from ringkv.errors import AlreadyExists, BadRequest, ClosedError, KeyspaceNotFound, RingKVError, Unavailable, WrongType
 from ringkv.hashing import hash64_bytes, user_key
 from ringkv.identity import Identity, mark_clean_shutdown, open_identity
-from ringkv.keys import as_key, as_optional_count, as_value
+from ringkv.keys import as_key, as_optional_count, as_value, check_timestamp
 from ringkv.keyspaces import DEFAULT_KEYSPACE, KeyspaceInfo, check_name
 from ringkv.quorum.dvv import decode_context
-from ringkv.quorum.hlc import from_millis
 from ringkv.quorum.replica import LocalReplica
 from ringkv.result import Result
 from ringkv.storage import META_CF, Storage, keyspace_cf
@@ -30,15 +29,6 @@ from ringkv.storage import META_CF, Storage, keyspace_cf
 __all__ = ["Database", "EmbeddedKeyspace", "open"]
 
 _KS_PREFIX = b"keyspace:"
-
-
-def check_timestamp(timestamp: object) -> int:
-    """A caller's event time: int milliseconds since the Unix epoch, as an HLC timestamp."""
-    if type(timestamp) is not int:
-        raise WrongType(f"timestamp must be int milliseconds since the epoch, not {type(timestamp).__name__}")
-    if not 0 <= timestamp < 1 << 47:
-        raise BadRequest(f"timestamp {timestamp} is out of range (milliseconds since the epoch)")
-    return from_millis(timestamp)
 
 
 class EmbeddedKeyspace(KeyspaceAPI):

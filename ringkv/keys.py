@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ringkv.errors import BadRequest, TooLarge, WrongType
 
-__all__ = ["as_key", "as_value", "as_optional_count"]
+__all__ = ["as_key", "as_value", "as_optional_count", "check_timestamp"]
 
 
 def _as_bytes(obj: object, what: str) -> bytes:
@@ -51,3 +51,12 @@ def as_optional_count(value: object, name: str, upper: int) -> int | None:
     if not 1 <= value <= upper:
         raise BadRequest(f"{name}={value} is impossible: it must be between 1 and N={upper}")
     return value
+
+
+def check_timestamp(timestamp: object) -> int:
+    """A caller's event time (int milliseconds since the Unix epoch) as an HLC timestamp."""
+    if type(timestamp) is not int:
+        raise WrongType(f"timestamp must be int milliseconds since the epoch, not {type(timestamp).__name__}")
+    if not 0 <= timestamp < 1 << 47:
+        raise BadRequest(f"timestamp {timestamp} is out of range (milliseconds since the epoch)")
+    return timestamp << 16

@@ -1,0 +1,306 @@
+"""Coordinating quorum reads and writes on a node (the asyncio shell).
+
+Decisions come from :mod:`ringkv.quorum.plan`; this module only moves
+messages: it writes locally through :class:`LocalReplica`, fans requests out
+over the transport, counts answers against R or W, and keeps working in the
+background after answering (late acks, read repair, hinted handoff).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable, Optional, Protocol
+
+from cachetools import TTLCache
+
+from ringkv.codec import decode_record, encode_record
+from ringkv.errors import BadRequest, QuorumError, RingKVError, Timeout, TooLarge, Unavailable
+from ringkv.hashing import storage_key as _skey
+from ringkv.keys import as_optional_count, check_timestamp
+from ringkv.keyspaces import KeyspaceInfo
+from ringkv.quorum.dvv import DVVSet, decode_context, encode_context
+from ringkv.quorum.hints import HintStore
+from ringkv.quorum.messages import KvDone, KvGet, KvPut, KvResult, ReplicaPut, ReplicaRead, ReplicaRecord
+from ringkv.quorum.plan import Tally, merge_records, next_fallback, stale_replicas, write_targets
+from ringkv.quorum.replica import LocalReplica
+from ringkv.storage import keyspace_cf
+from ringkv.wire import Message
+
+__all__ = ["Coordinator", "ClusterView"]
+
+log = logging.getLogger("ringkv.quorum")
+
+Request = Callable[[str, Message, float], Awaitable[Message]]
+
+
+class ClusterView(Protocol):
+    """What the coordinator needs to know about the cluster (the node provides it)."""
+
+    node_id: str
+
+    def walk(self, key: bytes) -> list[str]: ...
+    def is_alive(self, node_id: str) -> bool: ...
+    def addr(self, node_id: str) -> str: ...
+    def keyspace(self, name: str) -> KeyspaceInfo: ...
+
+
+class Coordinator:
+    """Quorum logic of one node: client requests in, replica traffic out."""
+
+    def __init__(
+        self,
+        view: ClusterView,
+        replica: LocalReplica,
+        hints: HintStore,
+        request: Request,
+        *,
+        max_value_size: int,
+        max_key_size: int,
+    ) -> None:
+        self.view = view
+        self.replica = replica
+        self.hints = hints
+        self._request = request
+        self.max_value_size = max_value_size
+        self.max_key_size = max_key_size
+        #: request id -> record already written: a client retry re-sends it, no new dot.
+        self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
+        self._background: set[asyncio.Task] = set()
+        self.stats = {"read_repairs": 0, "hinted_writes": 0, "hints_delivered": 0, "forwarded": 0}
+
+    # -- helpers ---------------------------------------------------------
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        for t in list(self._background):
+            t.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _check_key(self, key: bytes) -> None:
+        if len(key) > self.max_key_size:
+            raise TooLarge(f"key is {len(key)} bytes; the limit is {self.max_key_size}")
+
+    @staticmethod
+    def _remaining(deadline: float) -> float:
+        return deadline - time.monotonic()
+
+    async def _call(self, node: str, msg: Message, deadline: float) -> Message:
+        budget = self._remaining(deadline)
+        if budget <= 0:
+            raise Timeout("deadline passed")
+        return await self._request(self.view.addr(node), msg, budget)
+
+    # -- writes ----------------------------------------------------------
+
+    async def put(self, req: KvPut, deadline: float) -> KvDone:
+        info = self.view.keyspace(req.keyspace)
+        self._check_key(req.key)
+        if req.value is not None and len(req.value) > self.max_value_size:
+            raise TooLarge(f"value is {len(req.value)} bytes; the limit is {self.max_value_size}")
+        w = as_optional_count(req.w, "w", info.n) or info.w
+        ctx = None if req.context is None else decode_context(req.context)
+        if req.timestamp is not None and not info.lww:
+            raise BadRequest("timestamp= is only meaningful in lww keyspaces")
+        walk = self.view.walk(req.key)
+        me = self.view.node_id
+        preferred = walk[: info.n]
+        if me not in preferred:
+            for node in preferred:
+                if self.view.is_alive(node):
+                    try:
+                        self.stats["forwarded"] += 1
+                        return await self._call(node, req, deadline)  # type: ignore[return-value]
+                    except (Timeout, Unavailable):
+                        continue
+        cf = keyspace_cf(info.name)
+        rec = self._recent.get(req.request_id) if req.request_id else None
+        if rec is None:
+            hint_for = None
+            if me not in preferred:  # every owner unreachable: hold the write as a fallback
+                hint_for = next((m for m in preferred if not self.view.is_alive(m)), preferred[0] if preferred else None)
+            extra = self._hint_extra(hint_for, info.name, req.key) if hint_for else None
+            ts = None if req.timestamp is None else check_timestamp(req.timestamp)
+            rec = self.replica.write(cf, req.key, req.value, ctx, lww=info.lww, timestamp=ts, extra=extra)
+            if req.request_id:
+                self._recent[req.request_id] = rec
+        return await self._replicate(info, req.key, rec, walk, w, deadline)
+
+    def _hint_extra(self, target: str, keyspace: str, key: bytes):
+        def extra(batch, rec: DVVSet) -> None:
+            self.hints.add(batch, target, keyspace, key, self.replica.hlc.now())
+            self.stats["hinted_writes"] += 1
+
+        return extra
+
+    async def _replicate(self, info: KeyspaceInfo, key: bytes, rec: DVVSet, walk: list[str], w: int, deadline: float) -> KvDone:
+        me = self.view.node_id
+        raw = encode_record(rec)
+        targets = write_targets(walk, info.n, me, self.view.is_alive)
+        tally = Tally(w, len(targets) + 1)
+        tally.success(me)
+        used = {me, *(t for t, _ in targets), *walk[: info.n]}
+        pending: dict[asyncio.Future, tuple[str, Optional[str]]] = {}
+
+        def launch(node: str, hint_for: Optional[str]) -> None:
+            fut = asyncio.ensure_future(self._call(node, ReplicaPut(info.name, key, raw, hint_for), deadline))
+            pending[fut] = (node, hint_for)
+
+        for node, hint_for in targets:
+            launch(node, hint_for)
+        answered = False
+        try:
+            while pending and not tally.met:
+                done, _ = await asyncio.wait(pending, timeout=max(0.0, self._remaining(deadline)), return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    break
+                for fut in done:
+                    node, hint_for = pending.pop(fut)
+                    if fut.exception() is None:
+                        tally.success(node)
+                        continue
+                    # A failed replica: hand its copy to the next live fallback, with a hint.
+                    owner = hint_for or node
+                    fb = next_fallback(walk, info.n, used, self.view.is_alive)
+                    if fb is not None and self._remaining(deadline) > 0:
+                        used.add(fb)
+                        launch(fb, owner)
+                        tally.expected += 1
+                    tally.failure(node)
+            if tally.met:
+                answered = True
+                return KvDone(len(tally.ok))
+            raise QuorumError(acks=len(tally.ok), required=w, failed=tally.failed + [n for n, _ in pending.values()])
+        finally:
+            if pending:
+                if answered:
+                    self._spawn(self._drain(pending))
+                else:
+                    for fut in pending:
+                        fut.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+
+    @staticmethod
+    async def _drain(pending: dict) -> None:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- reads -----------------------------------------------------------
+
+    async def get(self, req: KvGet, deadline: float) -> KvResult:
+        info = self.view.keyspace(req.keyspace)
+        self._check_key(req.key)
+        r = as_optional_count(req.r, "r", info.n) or info.r
+        preferred = self.view.walk(req.key)[: info.n]
+        me = self.view.node_id
+        tally = Tally(r, len(preferred))
+        records: dict[str, Optional[DVVSet]] = {}
+        pending: dict[asyncio.Future, str] = {}
+        cf = keyspace_cf(info.name)
+        for node in preferred:
+            if node == me:
+                records[me] = self.replica.read(cf, req.key)
+                tally.success(me)
+            elif self.view.is_alive(node):
+                pending[asyncio.ensure_future(self._call(node, ReplicaRead(info.name, req.key), deadline))] = node
+            else:
+                tally.failure(node)
+
+        def collect(done) -> None:
+            for fut in done:
+                node = pending.pop(fut)
+                exc = fut.exception()
+                if exc is None:
+                    try:
+                        raw = fut.result().record  # type: ignore[union-attr]
+                        records[node] = decode_record(raw) if raw is not None else None
+                        tally.success(node)
+                        continue
+                    except RingKVError:
+                        pass
+                tally.failure(node)
+
+        while pending and not tally.met and not tally.impossible:
+            done, _ = await asyncio.wait(pending, timeout=max(0.0, self._remaining(deadline)), return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break
+            collect(done)
+        if not tally.met:
+            for fut in pending:
+                fut.cancel()
+            raise QuorumError(acks=len(tally.ok), required=r, failed=tally.failed + list(pending.values()))
+        merged = merge_records(records.values(), info.lww)
+        self._spawn(self._read_repair(info, req.key, records, pending, collect, deadline))
+        return KvResult(merged.values, encode_context(merged.clock), merged.timestamp)
+
+    async def _read_repair(self, info, key, records, pending, collect, deadline) -> None:
+        if pending:
+            done, _ = await asyncio.wait(pending, timeout=max(0.0, self._remaining(deadline)))
+            collect(done)
+            for fut in list(pending):
+                fut.cancel()
+        merged = merge_records(records.values(), info.lww)
+        stale = stale_replicas(records, merged)
+        if not stale:
+            return
+        raw = encode_record(merged)
+        repair_deadline = time.monotonic() + 5.0
+        for node in stale:
+            self.stats["read_repairs"] += 1
+            if node == self.view.node_id:
+                self.replica.apply(keyspace_cf(info.name), key, merged, lww=info.lww)
+                continue
+            try:
+                await self._call(node, ReplicaPut(info.name, key, raw, None), repair_deadline)
+            except RingKVError:
+                pass  # anti-entropy or the next read will try again
+
+    # -- replica side ----------------------------------------------------
+
+    def on_replica_put(self, msg: ReplicaPut) -> None:
+        info = self.view.keyspace(msg.keyspace)
+        rec = decode_record(msg.record)
+        extra = None
+        if msg.hint_for is not None and msg.hint_for != self.view.node_id:
+            extra = self._hint_extra(msg.hint_for, info.name, msg.key)
+        self.replica.apply(keyspace_cf(info.name), msg.key, rec, lww=info.lww, extra=extra)
+
+    def on_replica_read(self, msg: ReplicaRead) -> ReplicaRecord:
+        info = self.view.keyspace(msg.keyspace)
+        raw = self.replica.storage.get(keyspace_cf(info.name), _skey(msg.key))
+        return ReplicaRecord(raw)
+
+    # -- hinted handoff --------------------------------------------------
+
+    async def deliver_hints(self, batch: int = 256, timeout: float = 2.0) -> int:
+        """Send held copies to owners that are alive again; returns how many were acknowledged."""
+        delivered = 0
+        for target in list(self.hints.pending()):
+            if target == self.view.node_id or not self.view.is_alive(target):
+                continue
+            try:
+                addr = self.view.addr(target)
+            except RingKVError:
+                continue
+            for hkey, stamp, keyspace, key in list(self.hints.for_target(target, batch)):
+                try:
+                    info = self.view.keyspace(keyspace)
+                except RingKVError:
+                    self.hints.delivered(hkey, stamp)  # keyspace dropped: nothing to deliver
+                    continue
+                rec = self.replica.storage.get(keyspace_cf(info.name), _skey(key))
+                if rec is not None:
+                    try:
+                        await self._request(addr, ReplicaPut(keyspace, key, rec, None), timeout)
+                    except RingKVError:
+                        break  # owner not answering yet; try again next round
+                self.hints.delivered(hkey, stamp)
+                delivered += 1
+                self.stats["hints_delivered"] += 1
+        return delivered
+

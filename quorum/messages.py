@@ -1,0 +1,130 @@
+"""Wire messages of the quorum layer: client requests and replica traffic.
+
+Records travel as their codec bytes (:mod:`ringkv.codec`), so a replica
+validates them with the same decoder that guards the disk.
+"""
+
+from __future__ import annotations
+
+from ringkv.errors import ProtocolError
+from ringkv.wire import Message, message
+
+__all__ = [
+    "KvGet",
+    "KvPut",
+    "KvResult",
+    "KvDone",
+    "ReplicaPut",
+    "ReplicaRead",
+    "ReplicaRecord",
+    "KeyspaceCreate",
+    "KeyspaceDrop",
+    "KeyspaceList",
+    "KeyspaceListing",
+    "LocalGet",
+]
+
+
+@message("kv.get")
+class KvGet(Message):
+    """Client -> any node: a quorum read."""
+
+    keyspace: str
+    key: bytes
+    r: int | None = None
+
+
+@message("kv.put")
+class KvPut(Message):
+    """Client -> a replica of the key: a write (``value=None`` deletes).
+
+    ``request_id`` makes a retry idempotent: the coordinator answers a repeat
+    with the write it already made instead of a new sibling.
+    """
+
+    keyspace: str
+    key: bytes
+    value: bytes | None
+    context: bytes | None
+    w: int | None
+    timestamp: int | None
+    request_id: str
+
+
+@message("kv.result")
+class KvResult(Message):
+    """Reply to ``kv.get``: live values (empty: not found), context, latest timestamp."""
+
+    values: list
+    context: bytes
+    timestamp: int
+
+    def check(self) -> None:
+        if not all(isinstance(v, bytes) for v in self.values):
+            raise ProtocolError("kv.result.values: expected a list of bytes")
+
+
+@message("kv.done")
+class KvDone(Message):
+    """Reply to ``kv.put``: how many replicas acknowledged."""
+
+    acks: int
+
+
+@message("replica.put")
+class ReplicaPut(Message):
+    """Coordinator -> replica: merge this record. ``hint_for`` marks a fallback's copy."""
+
+    keyspace: str
+    key: bytes
+    record: bytes
+    hint_for: str | None = None
+
+
+@message("replica.read")
+class ReplicaRead(Message):
+    keyspace: str
+    key: bytes
+
+
+@message("replica.record")
+class ReplicaRecord(Message):
+    """A replica's stored record for a key (``None``: nothing stored)."""
+
+    record: bytes | None
+
+
+@message("keyspace.create")
+class KeyspaceCreate(Message):
+    name: str
+    n: int
+    r: int
+    w: int
+    conflict: str
+
+
+@message("keyspace.drop")
+class KeyspaceDrop(Message):
+    name: str
+
+
+@message("keyspace.list")
+class KeyspaceList(Message):
+    pass
+
+
+@message("keyspace.listing")
+class KeyspaceListing(Message):
+    keyspaces: list
+
+    def check(self) -> None:
+        if not all(isinstance(k, dict) for k in self.keyspaces):
+            raise ProtocolError("keyspace.listing: expected a list of maps")
+
+
+@message("kv.local_get")
+class LocalGet(Message):
+    """Operator read of one replica's stored copy, bypassing the quorum."""
+
+    keyspace: str
+    key: bytes
