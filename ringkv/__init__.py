@@ -10,5 +10,20 @@ from ringkv.config import StoreOptions
 from ringkv.embedded import Database, open
 from ringkv.keyspaces import KeyspaceInfo
 from ringkv.result import Result
+from ringkv.client import AsyncClient, Client, connect, connect_async
+from ringkv.node import Node
 
-__all__ = ["__version__", "errors", "open", "Database", "Result", "KeyspaceInfo", "StoreOptions"]
+__all__ = [
+    "__version__",
+    "errors",
+    "open",
+    "Database",
+    "Node",
+    "connect",
+    "connect_async",
+    "Client",
+    "AsyncClient",
+    "Result",
+    "KeyspaceInfo",
+    "StoreOptions",
+]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import zmq
-import zmq.asyncio
 
 from ringkv.errors import BadRequest
 
@@ -19,12 +18,14 @@ class Peer:
     not yet handed to ZeroMQ; the envelope header (with the remaining budget)
     is only built when the frame is sent. ``IMMEDIATE`` makes ZeroMQ refuse
     frames while the connection is down, so they stay here, bounded and
-    expirable, instead of in a ZeroMQ pipe that delivers them late.
+    expirable, instead of in a ZeroMQ pipe that would deliver them late.
+    ``stuck`` is set while ZeroMQ refuses frames (not connected, or its HWM
+    reached); the queue is retried when the socket turns writable.
     """
 
-    __slots__ = ("addr", "sock", "sync", "queue", "reader", "writer", "connected", "closed")
+    __slots__ = ("addr", "sock", "fd", "queue", "stuck", "retry", "connected", "closed")
 
-    def __init__(self, addr: str, ctx: zmq.asyncio.Context, options: dict, routing_id: bytes) -> None:
+    def __init__(self, addr: str, ctx: zmq.Context, options: dict, routing_id: bytes) -> None:
         sock = ctx.socket(zmq.DEALER)
         try:
             for opt, value in options.items():
@@ -37,14 +38,20 @@ class Peer:
             raise BadRequest(f"bad peer address {addr!r}: {exc}") from None
         self.addr = addr
         self.sock = sock
-        self.sync = zmq.Socket.shadow(sock.underlying)  # non-blocking calls without a future each
+        self.fd: int = sock.getsockopt(zmq.FD)
         self.queue: list[tuple] = []
-        self.reader: asyncio.Task | None = None
-        self.writer: asyncio.Task | None = None
+        self.stuck = False
+        self.retry: asyncio.TimerHandle | None = None
         self.connected = False
         self.closed = False
 
-    def close(self) -> None:
+    def close(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop watching the socket and close it (linger 0: unsent frames are dropped)."""
+        if self.closed:
+            return
         self.closed = True
         self.queue.clear()
+        if self.retry is not None:
+            self.retry.cancel()
+        loop.remove_reader(self.fd)
         self.sock.close(0)

@@ -19,18 +19,28 @@ class Result:
     ``delete`` so it supersedes exactly what this read saw.
     """
 
-    __slots__ = ("values", "_clock", "_context", "_entries")
+    __slots__ = ("values", "_clock", "_context", "_entries", "_ts")
 
-    def __init__(self, values: list[bytes], clock: Mapping[str, int] | None = None, entries: list | None = None, context: bytes | None = None) -> None:
+    def __init__(
+        self,
+        values: list[bytes],
+        clock: Mapping[str, int] | None = None,
+        entries: list | None = None,
+        context: bytes | None = None,
+        timestamp: int | None = None,
+    ) -> None:
         self.values = values
         self._clock = clock
         self._context = context
         self._entries = entries
+        self._ts = timestamp
 
     @property
     def timestamp(self) -> int:
         """Latest HLC timestamp among the values (see ``ringkv.quorum.hlc``)."""
-        return max((e[2] for e in self._entries or () if e[3] is not None), default=0)
+        if self._ts is None:
+            self._ts = max((e[2] for e in self._entries or () if e[3] is not None), default=0)
+        return self._ts
 
     @property
     def value(self) -> bytes:

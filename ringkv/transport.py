@@ -3,8 +3,13 @@
 One ROUTER socket per node receives requests and one-way messages; one DEALER
 per peer address (created on first use, then cached) sends them and receives
 the replies. Every ZeroMQ message is an envelope *frame* (see
-:mod:`ringkv.envelope`): messages queued for the same peer during one event
-loop turn go out as one frame, which is where the throughput comes from.
+:mod:`ringkv.envelope`): all messages queued for the same peer during one
+event-loop turn go out as one frame, which is where the throughput comes from.
+
+Sockets are driven from the caller's asyncio loop the way ``zmq.asyncio``
+drives them — a loop reader on each socket's ZMQ_FD, non-blocking calls — but
+with one callback that drains every waiting frame per wake-up instead of one
+future per message.
 
 Delivery is best effort. DEALERs use ``IMMEDIATE``, so nothing is handed to
 ZeroMQ for a peer that is not connected: messages wait in a bounded per-peer
@@ -13,27 +18,27 @@ late to a peer that comes back. Frames over ``max_message_size`` are refused
 by ZeroMQ itself (``MAXMSGSIZE``), which disconnects the sender; its pending
 requests then time out.
 
-Deadlines: a request carries its remaining budget; the receiver answers only
-while it is running, and drops silently a request (or reply) whose deadline
-passed — the requester has already raised :class:`~ringkv.errors.Timeout`.
+Deadlines: a request carries its remaining budget; the receiver drops silently
+a request whose budget is spent and a reply finished after it — the requester
+has already raised :class:`~ringkv.errors.Timeout`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import heapq
 import itertools
 import logging
+import math
 import secrets
-from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import zmq
-import zmq.asyncio
 
 from ringkv import wire
 from ringkv.envelope import DEFAULT_MAX_SIZE, ERROR, MAX_BUDGET_MS, ONEWAY, REPLY, REQUEST, Codec, Envelope
-from ringkv.errors import BadRequest, ClosedError, ProtocolError, RingKVError, Timeout, Unavailable, to_wire
+from ringkv.errors import BadRequest, ClosedError, ProtocolError, Timeout, Unavailable
+from ringkv.dispatch import Ack, TransportStats, call_local, current_deadline, error_part, run_handler, set_deadline
 from ringkv.peer import Peer
 
 __all__ = ["Ack", "Handler", "Transport", "TransportStats", "call_local", "current_deadline"]
@@ -43,38 +48,9 @@ log = logging.getLogger("ringkv.transport")
 #: ``async def handler(peer_id, msg) -> reply | None``; see :class:`Transport`.
 Handler = Callable[[bytes, wire.Message], Awaitable["wire.Message | None"]]
 
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("ringkv_deadline", default=None)
-_DRAIN_LIMIT = 512  # frames read per wake-up before yielding to the loop
-
-
-@wire.message("transport.ack")
-class Ack(wire.Message):
-    """The reply sent when a request handler returns None."""
-
-
-def current_deadline() -> float | None:
-    """Loop-time deadline of the request being handled, for handlers that fan out."""
-    return _DEADLINE.get()
-
-
-@dataclass
-class TransportStats:
-    """Counters; a healthy node only grows the first four."""
-
-    frames_in: int = 0
-    frames_out: int = 0
-    messages_in: int = 0
-    messages_out: int = 0
-    #: inbound frames or envelopes refused as broken (ProtocolError)
-    malformed: int = 0
-    #: outbound messages given up: queue or HWM full, peer gone, socket error
-    dropped: int = 0
-    #: requests dropped because their deadline passed before sending or answering
-    expired: int = 0
-    #: handler failures (answered with an error reply, or logged for one-way)
-    errors: int = 0
-    #: replies that arrived after their request gave up
-    late_replies: int = 0
+_NOBLOCK, _SNDMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE)
+_EVENTS, _POLLIN, _POLLOUT = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.POLLOUT)
+_DRAIN_LIMIT = 256  # frames read per wake-up before letting other callbacks run
 
 
 class Transport:
@@ -82,12 +58,12 @@ class Transport:
 
     ``listen`` is a ZeroMQ endpoint to bind (port ``0`` or ``*`` picks a free
     one; read :attr:`address` after :meth:`start`), or None for a client that
-    only sends. ``handler(peer_id, msg)`` runs concurrently for each inbound
-    request or one-way message; for a request its returned message is the
-    reply (None sends :class:`Ack`), a raised :class:`RingKVError` becomes
-    the same typed error at the requester, and any other exception a generic
-    error reply (and a log line). ``peer_id`` is the sender's opaque ZeroMQ
-    routing id (its listen address plus a random suffix; for logs only).
+    only sends. ``handler(peer_id, msg)`` runs as its own task for each
+    inbound request or one-way message; for a request its returned message is
+    the reply (None sends :class:`Ack`), a raised :class:`RingKVError`
+    becomes the same typed error at the requester, and any other exception a
+    generic error reply and a log line. ``peer_id`` is the sender's opaque
+    routing id (its listen address and a random suffix; for logs only).
     """
 
     def __init__(
@@ -101,13 +77,15 @@ class Transport:
         reconnect_ivl: float = 0.1,
         reconnect_ivl_max: float = 5.0,
         heartbeat_ivl: float = 1.0,
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context | None = None,
     ) -> None:
         if listen is not None and handler is None:
             raise BadRequest("a listening transport needs a handler")
         self.listen = listen
         self.handler = handler
         self.stats = TransportStats()
+        #: Messages that may wait per peer while it is unreachable; beyond, requests
+        #: raise Unavailable and one-way messages are dropped.
         self.max_queue = max_queue
         self._codec = Codec(max_message_size)
         self._sockopts = {
@@ -117,17 +95,21 @@ class Transport:
             zmq.RCVHWM: hwm,
             zmq.RECONNECT_IVL: max(1, int(reconnect_ivl * 1000)),
             zmq.RECONNECT_IVL_MAX: max(1, int(reconnect_ivl_max * 1000)),
-            zmq.HEARTBEAT_IVL: int(heartbeat_ivl * 1000),
+            zmq.HEARTBEAT_IVL: int(heartbeat_ivl * 1000),  # notice dead TCP peers
             zmq.HEARTBEAT_TIMEOUT: int(heartbeat_ivl * 3000),
         }
-        self._ctx = context
-        self._own_ctx = context is None
+        self._retry_ivl = min(reconnect_ivl, 0.1)
+        self._given_ctx = context
+        self._ctx: zmq.Context | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._router: zmq.asyncio.Socket | None = None
-        self._router_sync: zmq.Socket | None = None
+        self._router: zmq.Socket | None = None
+        self._router_fd = -1
         self._address: str | None = None
         self._peers: dict[str, Peer] = {}
-        self._waiting: dict[int, tuple[asyncio.Future, Peer]] = {}
+        self._waiting: dict[int, tuple[asyncio.Future, Peer, float]] = {}
+        self._deadlines: list[tuple[float, int]] = []  # heap; entries of finished requests linger
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
         self._rids = itertools.count(1)
         self._ids = itertools.count(1)
         self._token = secrets.token_hex(4)
@@ -141,16 +123,16 @@ class Transport:
 
     @property
     def address(self) -> str | None:
-        """The endpoint actually bound (resolves port 0 / ``*``), None if not listening."""
+        """The endpoint actually bound (port 0 / ``*`` resolved); None if not listening."""
         return self._address
 
     async def start(self) -> None:
-        """Bind the ROUTER; Unavailable if the address is in use."""
+        """Bind the ROUTER; Unavailable if the address is in use, BadRequest if invalid."""
         if self._started:
             raise BadRequest("transport already started")
         self._loop = asyncio.get_running_loop()
-        if self._ctx is None:
-            self._ctx = zmq.asyncio.Context()
+        given = self._given_ctx
+        self._ctx = zmq.Context() if given is None else zmq.Context.shadow(given.underlying)
         self._started = True
         if self.listen is None:
             return
@@ -160,30 +142,33 @@ class Transport:
         sock = self._ctx.socket(zmq.ROUTER)
         for opt, value in self._sockopts.items():
             sock.setsockopt(opt, value)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished peer fails loudly
         try:
             sock.bind(listen)
         except zmq.ZMQError as exc:
             sock.close(0)
-            await self._close_context()
+            self._closed = True
+            self._term()
             if exc.errno == zmq.EADDRINUSE:
                 raise Unavailable(f"cannot listen on {self.listen}: address already in use") from None
-            raise BadRequest(f"cannot listen on {self.listen}: {exc}") from None
+            raise BadRequest(f"cannot listen on {self.listen}: {exc.strerror}") from None
         self._router = sock
-        self._router_sync = zmq.Socket.shadow(sock.underlying)
         self._address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._spawn(self._read_router())
+        self._router_fd = sock.getsockopt(zmq.FD)
+        self._loop.add_reader(self._router_fd, self._drain_router)
+        self._loop.call_soon(self._drain_router)
 
     async def stop(self) -> None:
         """Fail waiting requests with ClosedError, cancel handlers, close sockets."""
-        if self._closed:
+        if self._closed or not self._started:
+            self._closed = True
             return
         self._closed = True
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        for handle in (self._flush_handle, self._timer):
+            if handle is not None:
+                handle.cancel()
         waiting, self._waiting = self._waiting, {}
-        for fut, _ in waiting.values():
+        for fut, _, _ in waiting.values():
             if not fut.done():
                 fut.set_exception(ClosedError("transport stopped"))
         me = asyncio.current_task()
@@ -193,35 +178,30 @@ class Transport:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         for peer in self._peers.values():
-            peer.close()
+            peer.close(self._loop)  # type: ignore[arg-type]
         self._peers.clear()
         if self._router is not None:
+            self._loop.remove_reader(self._router_fd)  # type: ignore[union-attr]
             self._router.close(0)
-            self._router = self._router_sync = None
-        await self._close_context()
+            self._router = None
+        self._term()
 
-    async def _close_context(self) -> None:
-        if self._own_ctx and self._ctx is not None:
-            self._ctx.term()  # every socket has linger 0, so this returns at once
-            self._ctx = None
+    def _term(self) -> None:
+        if self._given_ctx is None and self._ctx is not None:
+            self._ctx.term()  # all sockets are closed with linger 0: returns at once
+        self._ctx = None
 
     async def __aenter__(self) -> "Transport":
         await self.start()
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-    def _spawn(self, coro) -> asyncio.Task:
-        task = self._loop.create_task(coro)  # type: ignore[union-attr]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     # ------------------------------------------------------------ outbound
 
     async def request(self, addr: str, msg: wire.Message, timeout: float) -> wire.Message:
-        """Send ``msg`` to the node at ``addr`` and return its reply.
+        """Send ``msg`` to the node listening at ``addr``; return its reply.
 
         Raises the peer's typed error, :class:`Timeout` after ``timeout``
         seconds without a reply (peer down, slow or unreachable),
@@ -236,24 +216,30 @@ class Transport:
         rid = next(self._rids)
         deadline = loop.time() + timeout  # type: ignore[union-attr]
         fut = loop.create_future()  # type: ignore[union-attr]
-        self._waiting[rid] = (fut, peer)
+        waiting = self._waiting
+        waiting[rid] = (fut, peer, timeout)
         peer.queue.append((REQUEST, rid, msg.TYPE, deadline, body))
         self._mark(peer)
-        timer = loop.call_at(deadline, self._expire, rid, addr, timeout)  # type: ignore[union-attr]
+        heap = self._deadlines
+        heapq.heappush(heap, (deadline, rid))
+        if deadline < self._timer_at:
+            self._arm(deadline)
+        elif len(heap) > 2 * len(waiting) + 1024:  # drop entries of finished requests
+            heap[:] = [e for e in heap if e[1] in waiting]
+            heapq.heapify(heap)
         try:
             env: Envelope = await fut
         finally:
-            timer.cancel()
-            self._waiting.pop(rid, None)
+            waiting.pop(rid, None)
         if env.kind == REPLY:
             return env.message()
         raise env.exception()
 
     def send(self, addr: str, msg: wire.Message, ttl: float | None = None) -> bool:
-        """Send a one-way message; never blocks. False (and counted) if dropped.
+        """Queue a one-way message; never blocks. False (and counted) if dropped.
 
-        ``ttl`` bounds how long it may wait for a connection and is passed on
-        as its budget; None waits as long as the queue has room.
+        ``ttl`` bounds how long it may wait for the peer and travels as its
+        budget; None lets it wait as long as the queue has room.
         """
         peer = self._peers.get(addr) or self._connect(addr)
         if len(peer.queue) >= self.max_queue:
@@ -273,14 +259,29 @@ class Transport:
         ident = f"{self._address or 'client'}#{self._token}.{next(self._ids)}".encode()
         peer = Peer(addr, self._ctx, self._sockopts, ident)  # type: ignore[arg-type]
         self._peers[addr] = peer
-        peer.reader = self._spawn(self._read_peer(peer))
+        self._loop.add_reader(peer.fd, self._on_peer_events, peer)  # type: ignore[union-attr]
         return peer
 
-    def _expire(self, rid: int, addr: str, timeout: float) -> None:
-        entry = self._waiting.pop(rid, None)
-        if entry is not None and not entry[0].done():
-            why = "" if entry[1].connected else " (not connected)"
-            entry[0].set_exception(Timeout(f"no reply from {addr} within {timeout:g}s{why}"))
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._expire)  # type: ignore[union-attr]
+        self._timer_at = when
+
+    def _expire(self) -> None:
+        """Fail requests whose deadline passed; one timer for all of them."""
+        self._timer, self._timer_at = None, math.inf
+        heap, waiting = self._deadlines, self._waiting
+        now = self._loop.time()  # type: ignore[union-attr]
+        while heap and (heap[0][0] <= now or heap[0][1] not in waiting):
+            _, rid = heapq.heappop(heap)
+            entry = waiting.pop(rid, None)
+            if entry is not None and not entry[0].done():
+                fut, peer, timeout = entry
+                why = "" if peer.connected else " (not connected)"
+                fut.set_exception(Timeout(f"no reply from {peer.addr} within {timeout:g}s{why}"))
+        if heap:
+            self._arm(heap[0][0])
 
     def _mark(self, peer: Peer) -> None:
         self._dirty[peer] = None
@@ -289,12 +290,12 @@ class Transport:
 
     def _reply(self, ident: bytes, part: bytes) -> None:
         parts = self._replies.get(ident)
-        if parts is None:
-            self._replies[ident] = [part]
-            if self._flush_handle is None:
-                self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
-        else:
+        if parts is not None:
             parts.append(part)
+            return
+        self._replies[ident] = [part]
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
 
     def _flush(self) -> None:
         """Send everything queued this loop turn, one frame per destination."""
@@ -303,7 +304,7 @@ class Transport:
             dirty, self._dirty = self._dirty, {}
             now = self._loop.time()  # type: ignore[union-attr]
             for peer in dirty:
-                if peer.writer is None and not peer.closed:
+                if not peer.stuck and not peer.closed:
                     self._flush_peer(peer, now)
         if self._replies:
             replies, self._replies = self._replies, {}
@@ -324,14 +325,14 @@ class Transport:
                 budget = min(budget, MAX_BUDGET_MS)
             parts.append(part(kind, rid, type_, budget, body))
             live.append(item)
-        sent = 0
+        send, sent = peer.sock.send, 0
         for frame, count in self._codec.frames(parts):
             try:
-                peer.sync.send(frame, zmq.NOBLOCK)
-            except zmq.Again:  # not connected yet, or HWM: wait until writable
+                send(frame, _NOBLOCK)
+            except zmq.Again:  # not connected, or HWM reached: keep them for later
                 peer.queue[:0] = live[sent:]
-                peer.connected = False
-                peer.writer = self._spawn(self._await_writable(peer))
+                peer.stuck, peer.connected = True, False
+                peer.retry = self._loop.call_later(self._retry_ivl, self._unstick, peer)  # type: ignore[union-attr]
                 break
             except zmq.ZMQError as exc:
                 log.warning("send to %s failed: %s", peer.addr, exc)
@@ -341,54 +342,49 @@ class Transport:
                 stats.frames_out += 1
                 stats.messages_out += count
             sent += count
-        if peer.sync.get(zmq.EVENTS) & zmq.POLLIN:  # a send can swallow the FD's read edge
-            self._drain_peer(peer)
+        self._on_peer_events(peer)  # a send can swallow the FD's edge
 
-    async def _await_writable(self, peer: Peer) -> None:
-        try:
-            await peer.sock.poll(None, zmq.POLLOUT)
-        finally:
-            peer.writer = None
-        if peer.queue and not self._closed:
+    def _unstick(self, peer: Peer) -> None:
+        if peer.retry is not None:
+            peer.retry.cancel()
+            peer.retry = None
+        peer.stuck = False
+        if peer.queue and not peer.closed:
             self._mark(peer)
 
     def _send_replies(self, replies: dict[bytes, list[bytes]]) -> None:
-        sock, stats = self._router_sync, self.stats
+        sock, stats = self._router, self.stats
         if sock is None:
             return
+        send = sock.send
         for ident, parts in replies.items():
             for frame, count in self._codec.frames(parts):
                 try:
-                    sock.send(ident, zmq.SNDMORE | zmq.NOBLOCK)
-                    sock.send(frame, zmq.NOBLOCK)
+                    send(ident, _SNDMORE | _NOBLOCK)
+                    send(frame, _NOBLOCK)
                 except zmq.ZMQError:  # EHOSTUNREACH: requester gone; EAGAIN: its HWM is full
                     stats.dropped += count
                 else:
                     stats.frames_out += 1
                     stats.messages_out += count
-        if sock.get(zmq.EVENTS) & zmq.POLLIN:
+        if sock.getsockopt(_EVENTS) & _POLLIN:
             self._drain_router()
 
     # ------------------------------------------------------------ inbound
 
-    async def _read_router(self) -> None:
-        sock = self._router
-        while True:
-            await sock.poll(None, zmq.POLLIN)  # type: ignore[union-attr]
-            self._drain_router()
-
     def _drain_router(self) -> None:
-        sock = self._router_sync
+        sock = self._router
         if sock is None:
             return
+        recv, stats = sock.recv_multipart, self.stats
         for _ in range(_DRAIN_LIMIT):
             try:
-                parts = sock.recv_multipart(zmq.NOBLOCK)
+                parts = recv(_NOBLOCK)
             except zmq.Again:
                 return
-            self.stats.frames_in += 1
+            stats.frames_in += 1
             if len(parts) != 2:
-                self.stats.malformed += 1
+                stats.malformed += 1
                 continue
             self._on_request_frame(parts[0], parts[1])
         self._loop.call_soon(self._drain_router)  # type: ignore[union-attr]
@@ -402,70 +398,70 @@ class Transport:
             log.debug("malformed frame from %r: %s", ident, exc)
             for kind, rid in exc.salvage:  # type: ignore[attr-defined]
                 if kind == REQUEST:
-                    self._reply(ident, self._error_part(rid, exc))
+                    self._reply(ident, error_part(self._codec, rid, exc))
             return
         stats.messages_in += len(envs)
         now = self._loop.time()  # type: ignore[union-attr]
         for env in envs:
-            kind = env.kind
+            kind, budget = env.kind, env.budget_ms
             if kind != REQUEST and kind != ONEWAY:
                 stats.malformed += 1
-                continue
-            budget = env.budget_ms
-            if budget == 0:
+            elif budget == 0:
                 stats.expired += 1
-                continue
-            try:
-                msg = env.message()
-            except ProtocolError as exc:
-                stats.malformed += 1
-                if kind == REQUEST:
-                    self._reply(ident, self._error_part(env.request_id, exc))
-                continue
-            deadline = None if budget is None else now + budget / 1000
-            if kind == REQUEST:
-                self._spawn(self._answer(ident, env.request_id, msg, deadline))
             else:
-                self._spawn(self._consume(ident, msg, deadline))
+                try:
+                    msg = env.message()
+                except ProtocolError as exc:
+                    stats.malformed += 1
+                    if kind == REQUEST:
+                        self._reply(ident, error_part(self._codec, env.request_id, exc))
+                    continue
+                deadline = None if budget is None else now + budget / 1000
+                if kind == REQUEST:
+                    coro = self._answer(ident, env.request_id, msg, deadline)
+                else:
+                    coro = self._consume(ident, msg, deadline)
+                task = self._loop.create_task(coro)  # type: ignore[union-attr]
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, ident: bytes, rid: int, msg: wire.Message, deadline: float | None) -> None:
         if deadline is not None:
-            _DEADLINE.set(deadline)  # this task's own context copy
-        part = await _run_handler(self.handler, ident, rid, msg, self._codec, self.stats)  # type: ignore[arg-type]
+            set_deadline(deadline)  # in this task's own context
+        part = await run_handler(self.handler, ident, rid, msg, self._codec, self.stats)  # type: ignore[arg-type]
         if deadline is not None and self._loop.time() > deadline:  # type: ignore[union-attr]
             self.stats.expired += 1
-            return
-        self._reply(ident, part)
+        else:
+            self._reply(ident, part)
 
     async def _consume(self, ident: bytes, msg: wire.Message, deadline: float | None) -> None:
         if deadline is not None:
-            _DEADLINE.set(deadline)
+            set_deadline(deadline)
         try:
             await self.handler(ident, msg)  # type: ignore[misc]
         except Exception:
             self.stats.errors += 1
             log.exception("handler failed on one-way %s", msg.TYPE)
 
-    async def _read_peer(self, peer: Peer) -> None:
-        while not peer.closed:
-            await peer.sock.poll(None, zmq.POLLIN)
-            self._drain_peer(peer)
-
-    def _drain_peer(self, peer: Peer) -> None:
+    def _on_peer_events(self, peer: Peer) -> None:
+        """Readable ZMQ_FD of a DEALER: read replies; retry sending if it became writable."""
         if peer.closed:
             return
-        recv, stats = peer.sync.recv_multipart, self.stats
+        recv, stats = peer.sock.recv_multipart, self.stats
         for _ in range(_DRAIN_LIMIT):
             try:
-                parts = recv(zmq.NOBLOCK)
+                parts = recv(_NOBLOCK)
             except zmq.Again:
-                return
+                break
             stats.frames_in += 1
             if len(parts) != 1:
                 stats.malformed += 1
                 continue
             self._on_reply_frame(peer, parts[0])
-        self._loop.call_soon(self._drain_peer, peer)  # type: ignore[union-attr]
+        else:
+            self._loop.call_soon(self._on_peer_events, peer)  # type: ignore[union-attr]
+        if peer.stuck and peer.sock.getsockopt(_EVENTS) & _POLLOUT:
+            self._unstick(peer)
 
     def _on_reply_frame(self, peer: Peer, frame: bytes) -> None:
         stats, waiting = self.stats, self._waiting
@@ -489,57 +485,3 @@ class Transport:
                 stats.late_replies += 1
                 continue
             entry[0].set_result(env)
-
-    def _error_part(self, rid: int, exc: BaseException) -> bytes:
-        return _error_part(self._codec, rid, exc)
-
-
-def _error_part(codec: Codec, rid: int, exc: BaseException) -> bytes:
-    code, text, details = to_wire(exc)
-    try:
-        body = codec.pack_body([text, details])
-    except RingKVError:  # details that cannot be encoded: keep the error, drop them
-        body = codec.pack_body([text[:10_000], {}])
-    return codec.part(ERROR, rid, code, None, body)
-
-
-async def _run_handler(
-    handler: Handler, ident: bytes, rid: int, msg: wire.Message, codec: Codec, stats: TransportStats
-) -> bytes:
-    """Run one request's handler and encode its outcome as a reply envelope."""
-    try:
-        result = await handler(ident, msg)
-        if result is None:
-            result = Ack()
-        return codec.part(REPLY, rid, result.TYPE, None, codec.pack_body(result.to_body()))
-    except RingKVError as exc:
-        stats.errors += 1
-        return _error_part(codec, rid, exc)
-    except Exception as exc:
-        stats.errors += 1
-        log.exception("handler failed on %s", msg.TYPE)
-        return _error_part(codec, rid, exc)
-
-
-async def call_local(
-    handler: Handler, msg: wire.Message, *, peer: bytes = b"local", max_message_size: int = DEFAULT_MAX_SIZE
-) -> wire.Message:
-    """Answer ``msg`` with ``handler`` through the full envelope path, without sockets.
-
-    Encodes the request, decodes it, runs the handler exactly as a listening
-    Transport would, encodes the reply, decodes it, and returns the reply
-    message or raises the typed error the requester would see.
-    """
-    codec = Codec(max_message_size)
-    (frame, _), = codec.frames([codec.part(REQUEST, 1, msg.TYPE, None, codec.pack_body(msg.to_body()))])
-    env = codec.decode(frame)[0]
-    try:
-        decoded = env.message()
-    except ProtocolError as exc:
-        raise ProtocolError(str(exc)) from None
-    part = await _run_handler(handler, peer, 1, decoded, codec, TransportStats())
-    (frame, _), = codec.frames([part])
-    reply = codec.decode(frame)[0]
-    if reply.kind == REPLY:
-        return reply.message()
-    raise reply.exception()

@@ -1,0 +1,97 @@
+"""How the CLI prints: values, causal contexts, JSON documents and tables.
+
+Text rules, shared by every command:
+
+* A causal context is printed as unpadded URL-safe base64 (RFC 4648 §5);
+  ``--context`` accepts that text, with or without ``=`` padding.
+* In JSON, values are strings. ``"encoding": "utf-8"`` means they are the
+  values' text; ``"base64"`` (used when any value is not valid UTF-8) means
+  every value is standard base64 of its bytes.
+* JSON is written as UTF-8 and always parses, whatever the input bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import sys
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+from ringkv.keyspaces import KeyspaceInfo
+
+__all__ = [
+    "context_text",
+    "context_arg",
+    "encode_values",
+    "print_json",
+    "write_value",
+    "keyspace_table",
+    "stdout_console",
+]
+
+
+def context_text(context: bytes) -> str:
+    """The printable form of a causal context."""
+    return base64.urlsafe_b64encode(context).rstrip(b"=").decode("ascii")
+
+
+def context_arg(text: str) -> bytes:
+    """argparse ``type=`` for ``--context``: the text printed by ``ringkv get``."""
+    raw = text.strip().encode("ascii", "replace")
+    try:
+        return base64.b64decode(raw + b"=" * (-len(raw) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise argparse.ArgumentTypeError("not a context printed by `ringkv get` (URL-safe base64)") from None
+
+
+def encode_values(values: Iterable[bytes]) -> tuple[list[str], str]:
+    """``(strings, encoding)``: UTF-8 text if every value decodes, else base64 for all."""
+    values = list(values)
+    try:
+        return [v.decode("utf-8") for v in values], "utf-8"
+    except UnicodeDecodeError:
+        return [base64.b64encode(v).decode("ascii") for v in values], "base64"
+
+
+def print_json(obj: Any) -> None:
+    """One JSON document on stdout.
+
+    Text that cannot be UTF-8 (a command-line argument with undecodable
+    bytes) comes out as a ``\\udcXX`` escape, which is still valid JSON.
+    """
+    text = json.dumps(obj, ensure_ascii=False) + "\n"
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace"))
+    sys.stdout.buffer.flush()
+
+
+def write_value(data: bytes, *, newline: bool = True) -> None:
+    """A value's bytes on stdout, exactly (binary safe)."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data + (b"\n" if newline else b""))
+    sys.stdout.buffer.flush()
+
+
+def write_line(text: str) -> None:
+    write_value(text.encode("utf-8", "backslashreplace"))
+
+
+def stdout_console() -> Console:
+    """A rich console for tables and messages (plain text when not a terminal)."""
+    return Console(highlight=False, soft_wrap=True)
+
+
+def keyspace_table(infos: Iterable[KeyspaceInfo], title: str | None = None) -> Table:
+    table = Table(title=title)
+    table.add_column("keyspace", style="bold")
+    for col in ("N", "R", "W"):
+        table.add_column(col, justify="right")
+    table.add_column("conflict")
+    for info in infos:
+        table.add_row(info.name, str(info.n), str(info.r), str(info.w), info.conflict)
+    return table

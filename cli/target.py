@@ -1,0 +1,79 @@
+"""Which database a command works on: ``--data-dir`` (embedded) or ``--connect`` (cluster).
+
+:func:`open_target` is the one place that turns parsed arguments into a
+database object; every data command goes through it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import ringkv
+from ringkv.api import DatabaseAPI
+from ringkv.cli.exits import CommandError, UsageError
+
+__all__ = ["ENV_CONNECT", "ENV_DATA_DIR", "add_target_options", "open_target"]
+
+ENV_DATA_DIR = "RINGKV_DATA_DIR"
+ENV_CONNECT = "RINGKV_CONNECT"
+
+
+def add_target_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """Add ``--data-dir`` / ``--connect`` to ``parser``.
+
+    They are accepted both before the subcommand (``top=True``, the top-level
+    parser) and after it. Subcommand copies default to SUPPRESS so they do not
+    overwrite a value given before the subcommand.
+    """
+    default = None if top else argparse.SUPPRESS
+    group = parser.add_argument_group("target (one of)")
+    group.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=default,
+        help=f"embedded database directory (env {ENV_DATA_DIR})",
+    )
+    group.add_argument(
+        "--connect",
+        metavar="ADDR",
+        default=default,
+        help=f"address of a cluster node, e.g. tcp://127.0.0.1:7100 (env {ENV_CONNECT})",
+    )
+
+
+def _choose(args: argparse.Namespace) -> tuple[str, str]:
+    """``("data_dir", DIR)`` or ``("connect", ADDR)``: flags first, then environment."""
+    data_dir = getattr(args, "data_dir", None)
+    connect = getattr(args, "connect", None)
+    if data_dir and connect:
+        raise UsageError("give either --data-dir or --connect, not both")
+    if data_dir:
+        return "data_dir", data_dir
+    if connect:
+        return "connect", connect
+    env_dir = os.environ.get(ENV_DATA_DIR) or None
+    env_connect = os.environ.get(ENV_CONNECT) or None
+    if env_dir and env_connect:
+        raise UsageError(f"both {ENV_DATA_DIR} and {ENV_CONNECT} are set; pass --data-dir or --connect to choose")
+    if env_dir:
+        return "data_dir", env_dir
+    if env_connect:
+        return "connect", env_connect
+    raise UsageError(f"no database given: pass --data-dir DIR (or set {ENV_DATA_DIR}), or --connect ADDR (or set {ENV_CONNECT})")
+
+
+def open_target(args: argparse.Namespace, *, create: bool = True) -> DatabaseAPI:
+    """Open the database the arguments name; the caller closes it.
+
+    ``create=False`` (read-only commands) refuses a data directory that does
+    not exist instead of creating an empty database there.
+    """
+    kind, where = _choose(args)
+    if kind == "connect":
+        raise CommandError("cluster mode is not available yet")
+    if os.path.exists(where) and not os.path.isdir(where):
+        raise CommandError(f"data directory {where!r} is not a directory")
+    if not create and not os.path.isdir(where):
+        raise CommandError(f"no database at {where!r}: the directory does not exist (a put creates it)")
+    return ringkv.open(where)

@@ -1,0 +1,572 @@
+"""The gossip core of one node: membership, SWIM failure detection, push-pull.
+
+Sans-IO. The shell drives it through three calls and runs the effects they
+return (see :mod:`ringkv.gossip.effects`)::
+
+    core = GossipNode(node_id, addr, seeds=[...], tokens=..., config=...)
+    effects = core.tick(now)                  # when now >= core.next_deadline()
+    effects = core.receive(src, msg, now)     # on every decoded gossip message
+    core.next_deadline()                      # when to call tick next
+
+plus owner actions, which also return effects: :meth:`update_self` (own
+status/tokens: joining -> up -> leaving -> left), :meth:`remove_member`
+(mark another, dead, member removed) and :meth:`set_metadata`. ``now`` is any
+monotonic clock in seconds. Messages go to listen addresses, fire-and-forget.
+
+Per protocol period the node probes one member (round-robin over a shuffled
+list): ping, after ``ping_timeout`` ping-req through ``k`` peers, at period
+end suspect. Suspect/down rumors, membership changes and metadata ride as
+piggyback on every ping/ack plus a small ``gossip_fanout`` push every
+``gossip_interval``. A push-pull sync with a random peer every
+``sync_interval`` repairs anything dissemination missed: it compares 64
+bucket fingerprints, then digests of differing buckets only, then sends the
+entries each side lacks (see :mod:`~ringkv.gossip.membership`).
+
+Lifeguard refinements: the rumor about a suspect/down target is always
+piggybacked on pings to it (so it refutes at once), suspicion timeouts shrink
+with independent confirmations, relays answer nack, and a local health score
+slows our own probing when we look like the slow one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping, Sequence
+
+from ringkv.errors import BadRequest, NotFound, ProtocolError
+from ringkv.wire import Message
+
+from .broadcast import BroadcastQueue
+from .config import GossipConfig
+from .effects import ALIVE, DOWN, SUSPECT, LivenessChanged, MemberChanged, MetadataChanged, Send
+from .liveness import LivenessTable
+from .membership import (
+    JOINING, RANK, REMOVED, STATUSES, TERMINAL, Member, MetaEntry, MetadataMap, View, _interned,
+)
+from .messages import Ack, Gossip, Join, Nack, Ping, PingReq, Sync, SyncDelta, SyncDigest
+
+__all__ = ["GossipNode"]
+
+
+@dataclass(slots=True)
+class _Probe:
+    seq: int
+    target: str
+    addr: str
+    direct_deadline: float
+    acked: bool = False
+    indirect_sent: bool = False
+    nacks_expected: int = 0
+    nacks: int = 0
+
+
+@dataclass(slots=True)
+class _Relay:
+    requester: str
+    req_seq: int
+    target: str
+    deadline: float
+
+
+class GossipNode:
+    """One node's membership + failure-detection state machine."""
+
+    def __init__(
+        self,
+        node_id: str,
+        addr: str,
+        *,
+        seeds: Sequence[str] = (),
+        tokens: Iterable[int] = (),
+        status: str = JOINING,
+        incarnation: int = 0,
+        config: GossipConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if status in TERMINAL:
+            raise BadRequest("a node cannot start as left or removed")
+        self.config = config or GossipConfig()
+        self._rng = rng or random.Random()
+        self._self = Member(node_id, addr, tuple(tokens), status, incarnation, 0)
+        self._view = View([self._self])
+        self._meta = MetadataMap()
+        self._live = LivenessTable(self.config)
+        self._queue = BroadcastQueue()
+        self._queue.add(("m", node_id), ["m", self._self.wire()])
+        self._seeds = [s for s in dict.fromkeys(seeds) if s != addr]
+        self._peers: list[str] = []            # non-terminal members except self
+        self._peer_set: set[str] = set()
+        self._order: list[str] = []            # probe round-robin
+        self._seq = 0
+        self._probe: _Probe | None = None
+        self._relays: dict[int, _Relay] = {}
+        self._awareness = 0
+        self._started = False
+        self._next_probe = self._next_gossip = self._next_sync = self._next_join = 0.0
+        self._out: list = []
+        self._handlers = {
+            Ping: self._on_ping, Ack: self._on_ack, Nack: self._on_nack, PingReq: self._on_ping_req,
+            Gossip: self._on_gossip, Join: self._on_join, Sync: self._on_sync,
+            SyncDigest: self._on_sync_digest, SyncDelta: self._on_sync_delta,
+        }
+
+    # -- read-only state ---------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self._self.node_id
+
+    @property
+    def addr(self) -> str:
+        return self._self.addr
+
+    @property
+    def self_member(self) -> Member:
+        return self._self
+
+    @property
+    def members(self) -> Mapping[str, Member]:
+        """The view: node_id -> Member, including left/removed entries."""
+        return MappingProxyType(self._view.mapping())
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """Cluster metadata: key -> value (deleted keys absent). Treat values as immutable."""
+        return MappingProxyType(self._meta.values())
+
+    def liveness(self, node_id: str) -> str | None:
+        """alive/suspect/down as seen here; ALIVE for self; None if not a live member."""
+        return ALIVE if node_id == self.node_id and not self._self.terminal else self._live.state(node_id)
+
+    def liveness_map(self) -> dict[str, str]:
+        out = self._live.states()
+        if not self._self.terminal:
+            out[self.node_id] = ALIVE
+        return out
+
+    def view_fingerprint(self) -> tuple[int, int]:
+        return self._view.fingerprint()
+
+    @property
+    def awareness(self) -> int:
+        return self._awareness
+
+    @property
+    def pending_broadcasts(self) -> int:
+        """Items still to disseminate (a leaving node may wait for 0 before exiting)."""
+        return len(self._queue)
+
+    # -- entry points ------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        """The time at which :meth:`tick` next has work to do."""
+        if not self._started:
+            return -math.inf
+        d = min(self._next_probe, self._next_sync)
+        p = self._probe
+        if p is not None and not p.acked and not p.indirect_sent:
+            d = min(d, p.direct_deadline)
+        if self._relays:
+            d = min(d, min(r.deadline for r in self._relays.values()))
+        d = min(d, self._live.next_deadline())
+        if len(self._queue):
+            d = min(d, self._next_gossip)
+        if self._seeds and not self._peers:
+            d = min(d, self._next_join)
+        return d
+
+    def tick(self, now: float) -> list:
+        """Run timers due at ``now``; returns effects."""
+        if not self._started:
+            self._start(now)
+        self._tick_probe(now)
+        for seq in [s for s, r in self._relays.items() if r.deadline <= now]:
+            r = self._relays.pop(seq)
+            self._send(r.requester, Nack(r.req_seq, self.node_id))
+        for node_id, inc in self._live.expired(now):
+            self._rumor("d", node_id, inc, self.node_id, now)
+        if now >= self._next_gossip:
+            self._next_gossip = now + self.config.gossip_interval
+            if len(self._queue):
+                for peer in self._sample(self.config.gossip_fanout, (ALIVE, SUSPECT)):
+                    self._send(self._view.get(peer).addr, Gossip(self.node_id, self._piggyback(peer)))
+        if now >= self._next_sync:
+            self._next_sync = now + self.config.sync_interval * self._scale()
+            self._start_sync()
+        if self._seeds and not self._peers and now >= self._next_join:
+            self._next_join = now + self.config.join_retry
+            for seed in self._seeds:
+                self._send(seed, Join(self._self.wire()))
+        return self._flush()
+
+    def receive(self, src: str, msg: Message, now: float) -> list:
+        """Handle one message; malformed or unexpected messages are ignored.
+
+        ``src`` is informational: replies go to the address inside the message.
+        """
+        if not self._started:
+            self._start(now)
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            return []
+        try:
+            msg.check()
+        except ProtocolError:
+            return []
+        handler(msg, now)
+        return self._flush()
+
+    # -- owner actions -----------------------------------------------------
+
+    def update_self(self, now: float, *, status: str | None = None,
+                    tokens: Iterable[int] | None = None, addr: str | None = None) -> list:
+        """Change our own status (joining/up/leaving/left), tokens or address."""
+        if self._self.terminal:
+            raise BadRequest(f"{self.node_id} is {self._self.status}; rejoin under a new node id")
+        if status is not None and (status not in STATUSES or status == REMOVED):
+            raise BadRequest("own status must be joining, up, leaving or left")
+        old = self._self
+        new = Member(old.node_id, addr or old.addr, old.tokens if tokens is None else tuple(tokens),
+                     status or old.status, old.incarnation, old.counter + 1)
+        self._set_self(new, old)
+        return self._flush()
+
+    def remove_member(self, node_id: str, now: float) -> list:
+        """Mark another member ``removed`` (for a dead node; final for its id)."""
+        if node_id == self.node_id:
+            raise BadRequest("a node cannot remove itself; update_self(status='left') instead")
+        m = self._view.get(node_id)
+        if m is None:
+            raise NotFound(f"no member {node_id!r}")
+        if m.status != REMOVED:
+            self._merge(Member(m.node_id, m.addr, m.tokens, REMOVED, m.incarnation, m.counter + 1), now)
+        return self._flush()
+
+    def set_metadata(self, key: str, value: Any, now: float) -> list:
+        """Set (or, with ``value=None``, delete) a cluster metadata key."""
+        cur = self._meta.get(key) if isinstance(key, str) else None
+        entry = MetaEntry(key, (cur.counter + 1) if cur else 1, self.node_id, value)
+        self._merge_meta(entry)
+        return self._flush()
+
+    # -- internals: bookkeeping ---------------------------------------------
+
+    def _flush(self) -> list:
+        out, self._out = self._out, []
+        return out
+
+    def _send(self, addr: str, msg: Message) -> None:
+        self._out.append(Send(addr, msg))
+
+    def _scale(self) -> int:
+        return 1 + self._awareness
+
+    def _health(self, delta: int) -> None:
+        self._awareness = max(0, min(self.config.awareness_max - 1, self._awareness + delta))
+
+    def _n(self) -> int:
+        return len(self._peers) + 1
+
+    def _start(self, now: float) -> None:
+        self._started = True
+        r, c = self._rng.random, self.config
+        self._next_probe = now + r() * c.probe_interval
+        self._next_sync = now + r() * c.sync_interval
+        self._next_gossip = now + r() * c.gossip_interval
+        self._next_join = now
+
+    def _sample(self, k: int, states: tuple[str, ...], exclude: str = "") -> list[str]:
+        """Up to ``k`` distinct random peers whose liveness is in ``states``."""
+        peers, state = self._peers, self._live.state
+        if len(peers) <= 4 * k + 8:
+            cands = [p for p in peers if p != exclude and state(p) in states]
+            return self._rng.sample(cands, min(k, len(cands)))
+        out: list[str] = []
+        for _ in range(8 * k):
+            p = peers[self._rng.randrange(len(peers))]
+            if p != exclude and p not in out and state(p) in states:
+                out.append(p)
+                if len(out) == k:
+                    break
+        return out
+
+    def _piggyback(self, target: str | None = None) -> list:
+        items: list = []
+        skip = None
+        if target is not None:
+            st = self._live.state(target)
+            if st == SUSPECT or st == DOWN:  # Lifeguard buddy system: tell it first
+                items.append(["s" if st == SUSPECT else "d", target,
+                              self._live.incarnation(target), self.node_id])
+                skip = ("l", target)
+        limit = self.config.retransmit_limit(self._n())
+        items.extend(self._queue.take(self.config.max_piggyback - len(items), limit, skip))
+        return items
+
+    def _add_peer(self, node_id: str) -> None:
+        if node_id not in self._peer_set:
+            self._peer_set.add(node_id)
+            self._peers.append(node_id)
+            # probe new members soon: insert at a random place in the remaining rotation
+            self._order.insert(int(self._rng.random() * (len(self._order) + 1)), node_id)
+
+    def _drop_peer(self, node_id: str) -> None:
+        if node_id in self._peer_set:
+            self._peer_set.discard(node_id)
+            i = self._peers.index(node_id)
+            self._peers[i] = self._peers[-1]
+            self._peers.pop()
+
+    # -- internals: state changes -------------------------------------------
+
+    def _set_self(self, new: Member, old: Member) -> None:
+        self._self = new
+        self._view.put(new)
+        self._queue.add(("m", new.node_id), ["m", new.wire()])
+        self._out.append(MemberChanged(old, new))
+
+    def _refute(self, inc: int) -> None:
+        """Someone thinks we are at ``inc`` or worse: outbid it."""
+        old = self._self
+        if old.terminal:
+            return
+        new = Member(old.node_id, old.addr, old.tokens, old.status, max(inc, old.incarnation) + 1, 0)
+        self._health(1)
+        self._set_self(new, old)
+
+    def _merge(self, m: Member, now: float) -> None:
+        node_id = m.node_id
+        if node_id == self.node_id:
+            cur = self._self
+            if m.order() > cur.order():
+                if m.terminal:
+                    self._view.put(m)
+                    self._self = m
+                    self._queue.add(("m", node_id), ["m", m.wire()])
+                    self._out.append(MemberChanged(cur, m))
+                else:
+                    self._refute(m.incarnation)
+            return
+        changed, old = self._view.merge(m)
+        if not changed:
+            return
+        self._out.append(MemberChanged(old, m))
+        self._queue.add(("m", node_id), ["m", m.wire()])
+        if m.terminal:
+            self._live.forget(node_id)
+            self._drop_peer(node_id)
+        elif old is None:
+            self._live.add(node_id, m.incarnation)
+            self._add_peer(node_id)
+        else:
+            self._observe(node_id, m.incarnation)
+
+    def _merge_raw(self, raw: list, now: float) -> None:
+        """Merge a (validated) wire entry, skipping the parse when it is not newer."""
+        cur = self._self if raw[0] == self.node_id else self._view.get(raw[0])
+        if cur is not None:
+            key = (RANK[raw[3]], raw[4], raw[5])
+            ck = (RANK[cur.status], cur.incarnation, cur.counter)
+            if key < ck or (key == ck and raw[1] == cur.addr and raw[3] == cur.status
+                            and tuple(raw[2]) == cur.tokens):
+                return
+        self._merge(_interned(raw), now)
+
+    def _merge_meta(self, e: MetaEntry) -> None:
+        if self._meta.merge(e):
+            self._queue.add(("k", e.key), ["k", e.wire()])
+            self._out.append(MetadataChanged(e.key, e.value))
+
+    def _observe(self, node_id: str, inc: int) -> None:
+        old = self._live.observe(node_id, inc)
+        if old is not None:
+            self._out.append(LivenessChanged(node_id, old, ALIVE))
+
+    def _rumor(self, kind: str, node_id: str, inc: int, by: str, now: float) -> None:
+        """Apply a suspect ("s") or down ("d") rumor, ours or a peer's."""
+        if node_id == self.node_id:
+            if inc >= self._self.incarnation:
+                self._refute(inc)
+            return
+        if node_id not in self._peer_set:
+            return
+        if kind == "s":
+            old = self._live.state(node_id)
+            res = self._live.suspect(node_id, inc, by, now, self._n())
+            if res is None:
+                return
+            if res == "new":
+                self._out.append(LivenessChanged(node_id, old, SUSPECT))
+        else:
+            old = self._live.down(node_id, inc)
+            if old is None:
+                return
+            self._out.append(LivenessChanged(node_id, old, DOWN))
+        self._queue.add(("l", node_id), [kind, node_id, inc, by])
+
+    def _apply_gossip(self, items: list, now: float) -> None:
+        for item in items:
+            kind = item[0]
+            if kind == "m":
+                self._merge_raw(item[1], now)
+            elif kind == "k":
+                cur = self._meta.get(item[1][0])
+                if cur is None or item[1][1] >= cur.counter:
+                    self._merge_meta(MetaEntry.from_wire(item[1]))
+            else:
+                self._rumor(kind, item[1], item[2], item[3], now)
+
+    # -- probing ----------------------------------------------------------------
+
+    def _tick_probe(self, now: float) -> None:
+        p = self._probe
+        if p is not None and not p.acked and not p.indirect_sent and now >= p.direct_deadline:
+            p.indirect_sent = True
+            if self._live.state(p.target) != DOWN:
+                peers = self._sample(self.config.indirect_checks, (ALIVE,), exclude=p.target)
+                p.nacks_expected = len(peers)
+                for peer in peers:
+                    self._send(self._view.get(peer).addr, PingReq(
+                        p.seq, self.node_id, self.addr, p.target, p.addr, self._piggyback(peer)))
+        if now >= self._next_probe:
+            if p is not None:
+                self._finish_probe(p, now)
+            self._start_probe(now)
+
+    def _finish_probe(self, p: _Probe, now: float) -> None:
+        self._probe = None
+        if p.acked:
+            self._health(-1)
+            return
+        if self._live.state(p.target) in (ALIVE, SUSPECT):
+            self._health(p.nacks_expected - p.nacks if p.nacks_expected else 1)
+            self._rumor("s", p.target, self._live.incarnation(p.target), self.node_id, now)
+
+    def _next_target(self) -> str | None:
+        for _ in range(2):
+            while self._order:
+                t = self._order.pop()
+                if t in self._peer_set:
+                    return t
+            self._order = list(self._peers)
+            self._rng.shuffle(self._order)
+        return None
+
+    def _start_probe(self, now: float) -> None:
+        scale = self._scale()
+        self._next_probe = now + self.config.probe_interval * scale
+        target = self._next_target() if not self._self.terminal else None
+        if target is None:
+            return
+        self._seq += 1
+        addr = self._view.get(target).addr
+        self._probe = _Probe(self._seq, target, addr, now + self.config.ping_timeout * scale)
+        self._send(addr, Ping(self._seq, self.node_id, self.addr, target, self._piggyback(target)))
+
+    # -- handlers ------------------------------------------------------------------
+
+    def _on_ping(self, msg: Ping, now: float) -> None:
+        self._apply_gossip(msg.gossip, now)
+        if msg.target_id != self.node_id:
+            return  # meant for another node (e.g. the one that used to live at this address)
+        self._send(msg.src_addr, Ack(msg.seq, self.node_id, self._self.incarnation,
+                                     self._piggyback(msg.src_id)))
+
+    def _on_ack(self, msg: Ack, now: float) -> None:
+        self._apply_gossip(msg.gossip, now)
+        p = self._probe
+        if p is not None and msg.seq == p.seq and msg.src_id == p.target:
+            p.acked = True
+            self._observe(msg.src_id, msg.incarnation)
+            return
+        r = self._relays.get(msg.seq)
+        if r is not None and msg.src_id == r.target:
+            del self._relays[msg.seq]
+            self._observe(msg.src_id, msg.incarnation)
+            self._send(r.requester, Ack(r.req_seq, msg.src_id, msg.incarnation, []))
+
+    def _on_nack(self, msg: Nack, now: float) -> None:
+        p = self._probe
+        if p is not None and msg.seq == p.seq and p.nacks < p.nacks_expected:
+            p.nacks += 1
+
+    def _on_ping_req(self, msg: PingReq, now: float) -> None:
+        self._apply_gossip(msg.gossip, now)
+        if msg.target_id == self.node_id or len(self._relays) > 64:
+            return
+        self._seq += 1
+        self._relays[self._seq] = _Relay(msg.src_addr, msg.seq, msg.target_id,
+                                         now + self.config.indirect_timeout)
+        self._send(msg.target_addr, Ping(self._seq, self.node_id, self.addr, msg.target_id,
+                                         self._piggyback(msg.target_id)))
+
+    def _on_gossip(self, msg: Gossip, now: float) -> None:
+        self._apply_gossip(msg.gossip, now)
+
+    def _on_join(self, msg: Join, now: float) -> None:
+        self._merge_raw(msg.member, now)
+        rumors = [["s" if st == SUSPECT else "d", nid, self._live.incarnation(nid), self.node_id]
+                  for nid, st in self._live.states().items() if st != ALIVE]
+        self._send(msg.member[1], SyncDelta(self.node_id, self.addr,
+                                            [m.wire() for m in self._view],
+                                            self._meta.wire_all(), [], rumors))
+
+    def _start_sync(self) -> None:
+        peers = self._sample(1, (ALIVE, SUSPECT)) or self._sample(1, (DOWN,))
+        if peers:
+            addr = self._view.get(peers[0]).addr
+        elif self._seeds:
+            addr = self._rng.choice(self._seeds)
+        else:
+            return
+        self._send(addr, Sync(self.node_id, self.addr, self._view.buckets(), self._meta.fp))
+
+    def _on_sync(self, msg: Sync, now: float) -> None:
+        if msg.src_id == self.node_id:
+            return
+        mine = self._view.buckets()
+        diff = [i for i, (a, b) in enumerate(zip(mine, msg.buckets)) if a != b]
+        meta_differs = msg.meta_fp != self._meta.fp
+        if diff or meta_differs:
+            self._send(msg.src_addr, SyncDigest(
+                self.node_id, self.addr, diff, self._view.digest(diff), self._meta.fp,
+                self._meta.wire_all() if meta_differs else []))
+
+    def _on_sync_digest(self, msg: SyncDigest, now: float) -> None:
+        for raw in msg.meta:
+            self._merge_meta(MetaEntry.from_wire(raw))
+        theirs = {d[0]: d for d in msg.digest}
+        send: list = []
+        want: list = []
+        for b in set(msg.buckets):
+            for m in self._view.bucket(b):
+                d = theirs.pop(m.node_id, None)
+                if d is None:
+                    send.append(m.wire())
+                    continue
+                mk, dk = (RANK[m.status], m.incarnation, m.counter), (d[1], d[2], d[3])
+                if mk > dk:
+                    send.append(m.wire())
+                elif mk < dk:
+                    want.append(m.node_id)
+                elif m.fp != d[4]:
+                    send.append(m.wire())
+                    want.append(m.node_id)
+        want.extend(theirs)
+        meta = self._meta.wire_all() if self._meta.fp != msg.meta_fp else []
+        if send or want or meta:
+            self._send(msg.src_addr, SyncDelta(self.node_id, self.addr, send, meta, want, []))
+
+    def _on_sync_delta(self, msg: SyncDelta, now: float) -> None:
+        for raw in msg.members:
+            self._merge_raw(raw, now)
+        for raw in msg.meta:
+            self._merge_meta(MetaEntry.from_wire(raw))
+        self._apply_gossip(msg.gossip, now)
+        if msg.want:
+            found = [self._view.get(w) for w in msg.want]
+            self._send(msg.src_addr, SyncDelta(self.node_id, self.addr,
+                                               [m.wire() for m in found if m is not None], [], [], []))

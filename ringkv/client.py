@@ -1,0 +1,401 @@
+"""Clients of a running cluster: ``ringkv.connect`` and ``ringkv.connect_async``.
+
+:class:`AsyncClient` is the one implementation: it runs on an asyncio loop,
+keeps many requests in flight over one DEALER per node, learns the ring and
+sends each request to a replica of its key (token-aware), falling back to
+other live nodes. :class:`Client` is a thin sync wrapper that runs an
+AsyncClient on a background loop; its ``a*`` twins await the same core from
+any loop. There is no second copy of the logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from concurrent.futures import Future
+from typing import Any, Awaitable, Iterable, Optional, TypeVar
+
+from ringkv.api import DatabaseAPI, KeyspaceAPI
+from ringkv.errors import BadRequest, ClosedError, ProtocolError, RingKVError, Timeout, Unavailable, WrongType
+from ringkv.keys import as_key, as_value
+from ringkv.keyspaces import DEFAULT_KEYSPACE, KeyspaceInfo, check_name
+from ringkv.node_messages import ClusterView, NodeStatus
+from ringkv.quorum.messages import KeyspaceCreate, KeyspaceDrop, KeyspaceList, KvGet, KvPut, LocalGet
+from ringkv.codec import decode_record
+from ringkv.quorum.dvv import encode_context
+from ringkv.result import Result
+from ringkv.ring import Ring
+from ringkv.transport import Transport
+from ringkv.wire import Message
+
+__all__ = ["AsyncClient", "AsyncKeyspace", "Client", "ClientKeyspace", "connect", "connect_async"]
+
+T = TypeVar("T")
+_RETRY_ON = (Timeout, Unavailable, ClosedError)
+_REFRESH_EVERY = 2.0
+
+
+def _addrs(addrs: object) -> list[str]:
+    if isinstance(addrs, str):
+        addrs = [addrs]
+    if not isinstance(addrs, (list, tuple)) or not addrs or not all(isinstance(a, str) and "://" in a for a in addrs):
+        raise BadRequest("connect() takes a list of node addresses like ['tcp://127.0.0.1:7100']")
+    return list(addrs)
+
+
+def _timeout(value: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 3600:
+        raise BadRequest(f"timeout must be a number of seconds in (0, 3600], not {value!r:.40}")
+    return float(value)
+
+
+class AsyncClient:
+    """The cluster client core (one asyncio loop)."""
+
+    def __init__(self, addrs: Iterable[str], *, timeout: float = 5.0, transport: Optional[Transport] = None) -> None:
+        self.seeds = _addrs(list(addrs) if not isinstance(addrs, str) else addrs)
+        self.timeout = _timeout(timeout)
+        self._transport = transport
+        self._own_transport = transport is None
+        self._ring = Ring({})
+        self._addr_of: dict[str, str] = {}
+        self._alive: set[str] = set()
+        self._refreshed = -1e9
+        self._refreshing: Optional[asyncio.Task] = None
+        self._closed = False
+
+    async def start(self) -> "AsyncClient":
+        if self._transport is None:
+            self._transport = Transport(None, None)
+            await self._transport.start()
+        await self.refresh()
+        return self
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+        if self._own_transport and self._transport is not None:
+            await self._transport.stop()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- routing ---------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Learn members, tokens and liveness from the first node that answers."""
+        last: Optional[BaseException] = None
+        for addr in [*self._live_addrs(), *self.seeds]:
+            try:
+                view = await self._transport.request(addr, ClusterView(), min(2.0, self.timeout))  # type: ignore[union-attr]
+            except RingKVError as exc:
+                last = exc
+                continue
+            members = view.members  # type: ignore[attr-defined]
+            self._addr_of = {m[0]: m[1] for m in members if m[3] not in ("left", "removed")}
+            self._alive = {m[0] for m in members if m[4] != "down" and m[3] not in ("left", "removed")}
+            self._ring = Ring({m[0]: m[2] for m in members if m[3] in ("up", "leaving") and m[2]})
+            self._refreshed = asyncio.get_running_loop().time()
+            return
+        raise Unavailable(f"no ringkv node answered at {', '.join(self.seeds)}: {last}")
+
+    def _live_addrs(self) -> list[str]:
+        return [a for n, a in self._addr_of.items() if n in self._alive]
+
+    def _maybe_refresh(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._refreshed > _REFRESH_EVERY and (self._refreshing is None or self._refreshing.done()):
+            self._refreshed = now
+            self._refreshing = asyncio.ensure_future(self._quiet_refresh())
+
+    async def _quiet_refresh(self) -> None:
+        try:
+            await self.refresh()
+        except RingKVError:
+            pass
+
+    def _candidates(self, key: Optional[bytes]) -> list[str]:
+        out: list[str] = []
+        if key is not None and len(self._ring):
+            walk = self._ring.preference_list(key, len(self._ring))
+            out = [self._addr_of[n] for n in walk if n in self._alive and n in self._addr_of]
+        for a in self._live_addrs():
+            if a not in out:
+                out.append(a)
+        for a in self.seeds:
+            if a not in out:
+                out.append(a)
+        return out
+
+    async def call(self, msg: Message, key: Optional[bytes] = None, *, addr: Optional[str] = None, timeout: Optional[float] = None) -> Message:
+        """Send a request to the best node for ``key``, trying others on failure."""
+        if self._closed:
+            raise ClosedError("client is closed")
+        self._maybe_refresh()
+        loop = asyncio.get_running_loop()
+        total = self.timeout if timeout is None else timeout
+        deadline = loop.time() + total
+        candidates = [addr] if addr is not None else self._candidates(key)
+        last: BaseException = Unavailable("no node to send to")
+        for i, target in enumerate(candidates):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            # the first node may be dead and not yet known as such: leave time for others
+            budget = remaining if i == len(candidates) - 1 else min(remaining, max(1.0, total / 2))
+            try:
+                return await self._transport.request(target, msg, budget)  # type: ignore[union-attr]
+            except _RETRY_ON as exc:
+                last = exc
+                self._refreshed = -1e9
+        if isinstance(last, Timeout):
+            raise Timeout(f"no answer within {total:g}s (tried {len(candidates)} node(s)); the outcome is unknown") from None
+        raise last
+
+    # -- API -------------------------------------------------------------
+
+    def keyspace(self, name: str) -> "AsyncKeyspace":
+        return AsyncKeyspace(self, check_name(name))
+
+    async def aget(self, key, *, r: Optional[int] = None) -> Optional[Result]:
+        return await self.keyspace(DEFAULT_KEYSPACE).aget(key, r=r)
+
+    async def aput(self, key, value, context: Optional[bytes] = None, *, w: Optional[int] = None, timestamp: Optional[int] = None) -> None:
+        await self.keyspace(DEFAULT_KEYSPACE).aput(key, value, context, w=w, timestamp=timestamp)
+
+    async def adelete(self, key, context: Optional[bytes] = None, *, w: Optional[int] = None) -> None:
+        await self.keyspace(DEFAULT_KEYSPACE).adelete(key, context, w=w)
+
+    async def akeyspace_create(self, name: str, *, n: Optional[int] = None, r: Optional[int] = None, w: Optional[int] = None, conflict: str = "siblings") -> KeyspaceInfo:
+        n = 3 if n is None else n
+        info = KeyspaceInfo(name, n=n, r=min(2, n) if r is None else r, w=min(2, n) if w is None else w, conflict=conflict)
+        await self.call(KeyspaceCreate(info.name, info.n, info.r, info.w, info.conflict), timeout=max(self.timeout, 10.0))
+        return info
+
+    async def akeyspaces(self) -> list[KeyspaceInfo]:
+        reply = await self.call(KeyspaceList())
+        return [KeyspaceInfo.from_dict(d) for d in reply.keyspaces]  # type: ignore[attr-defined]
+
+    async def akeyspace_drop(self, name: str) -> None:
+        await self.call(KeyspaceDrop(check_name(name)), timeout=max(self.timeout, 10.0))
+
+    async def astatus(self, addr: Optional[str] = None) -> dict:
+        reply = await self.call(NodeStatus(), addr=addr or self.seeds[0])
+        return reply.status  # type: ignore[attr-defined]
+
+    def ring(self) -> Ring:
+        return self._ring
+
+
+class AsyncKeyspace:
+    """One keyspace through an :class:`AsyncClient`."""
+
+    def __init__(self, client: AsyncClient, name: str) -> None:
+        self._client = client
+        self.name = name
+
+    async def aget(self, key, *, r: Optional[int] = None) -> Optional[Result]:
+        k = as_key(key, 1 << 30)
+        reply = await self._client.call(KvGet(self.name, k, r), k)
+        values = reply.values  # type: ignore[attr-defined]
+        if not values:
+            return None
+        return Result(values, context=reply.context, timestamp=reply.timestamp)  # type: ignore[attr-defined]
+
+    async def aput(self, key, value, context: Optional[bytes] = None, *, w: Optional[int] = None, timestamp: Optional[int] = None) -> None:
+        await self._write(key, as_value(value, 1 << 30), context, w, timestamp)
+
+    async def adelete(self, key, context: Optional[bytes] = None, *, w: Optional[int] = None) -> None:
+        await self._write(key, None, context, w, None)
+
+    async def _write(self, key, value, context, w, timestamp) -> None:
+        k = as_key(key, 1 << 30)
+        if context is not None and not isinstance(context, bytes):
+            raise WrongType(f"context must be bytes from a previous get, not {type(context).__name__}")
+        if w is not None and type(w) is not int:
+            raise WrongType("w must be an int")
+        if timestamp is not None and type(timestamp) is not int:
+            raise WrongType("timestamp must be int milliseconds since the epoch")
+        await self._client.call(KvPut(self.name, k, value, context, w, timestamp, uuid.uuid4().hex), k)
+
+    async def aget_local(self, key, *, node: str) -> Optional[Result]:
+        """Exactly what one node's replica stores for ``key`` (no quorum, no repair)."""
+        k = as_key(key, 1 << 30)
+        reply = await self._client.call(LocalGet(self.name, k), addr=node)
+        raw = reply.record  # type: ignore[attr-defined]
+        if raw is None:
+            return None
+        rec = decode_record(raw)
+        if rec.is_deleted:
+            return None
+        return Result(rec.values, rec.clock, rec.entries, encode_context(rec.clock))
+
+
+# -- the sync wrapper ---------------------------------------------------------
+
+
+class _Runner:
+    """Runs coroutines on a loop in another thread (owned or borrowed)."""
+
+    def __init__(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        self._thread: Optional[threading.Thread] = None
+        if loop is None:
+            loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=loop.run_forever, name="ringkv-client", daemon=True)
+            self._thread.start()
+        self.loop = loop
+
+    def run(self, coro: Awaitable[T]) -> T:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            coro.close()  # type: ignore[attr-defined]
+            raise BadRequest("a blocking call inside the client's own event loop would deadlock; use the a* twin (await ks.aget(...))")
+        fut: Future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        return fut.result()
+
+    async def arun(self, coro: Awaitable[T]) -> T:
+        if asyncio.get_running_loop() is self.loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+            self.loop.close()
+            self._thread = None
+
+
+class ClientKeyspace(KeyspaceAPI):
+    """One keyspace through a sync :class:`Client`; ``a*`` twins included."""
+
+    def __init__(self, client: "Client", name: str) -> None:
+        self._client = client
+        self._core = AsyncKeyspace(client._core, name)
+        self.name = name
+
+    def get(self, key, *, r: Optional[int] = None) -> Optional[Result]:
+        return self._client._runner.run(self._core.aget(key, r=r))
+
+    def put(self, key, value, context: Optional[bytes] = None, *, w: Optional[int] = None, timestamp: Optional[int] = None) -> None:
+        return self._client._runner.run(self._core.aput(key, value, context, w=w, timestamp=timestamp))
+
+    def delete(self, key, context: Optional[bytes] = None, *, w: Optional[int] = None) -> None:
+        return self._client._runner.run(self._core.adelete(key, context, w=w))
+
+    def get_local(self, key, *, node: str) -> Optional[Result]:
+        return self._client._runner.run(self._core.aget_local(key, node=node))
+
+    async def aget(self, key, *, r: Optional[int] = None) -> Optional[Result]:
+        return await self._client._runner.arun(self._core.aget(key, r=r))
+
+    async def aput(self, key, value, context: Optional[bytes] = None, *, w: Optional[int] = None, timestamp: Optional[int] = None) -> None:
+        return await self._client._runner.arun(self._core.aput(key, value, context, w=w, timestamp=timestamp))
+
+    async def adelete(self, key, context: Optional[bytes] = None, *, w: Optional[int] = None) -> None:
+        return await self._client._runner.arun(self._core.adelete(key, context, w=w))
+
+    async def aget_local(self, key, *, node: str) -> Optional[Result]:
+        return await self._client._runner.arun(self._core.aget_local(key, node=node))
+
+    def keys(self):
+        raise BadRequest("listing keys of a cluster keyspace is not supported yet")
+
+    items = keys
+
+
+class Client(DatabaseAPI):
+    """A blocking client of a ringkv cluster (``ringkv.connect``)."""
+
+    def __init__(self, core: AsyncClient, runner: _Runner) -> None:
+        self._core = core
+        self._runner = runner
+        self._closed = False
+
+    @property
+    def timeout(self) -> float:
+        return self._core.timeout
+
+    def keyspace(self, name: str) -> ClientKeyspace:
+        return ClientKeyspace(self, check_name(name))
+
+    def keyspace_create(self, name: str, *, n: Optional[int] = None, r: Optional[int] = None, w: Optional[int] = None, conflict: str = "siblings") -> KeyspaceInfo:
+        return self._runner.run(self._core.akeyspace_create(name, n=n, r=r, w=w, conflict=conflict))
+
+    def keyspaces(self) -> list[KeyspaceInfo]:
+        return self._runner.run(self._core.akeyspaces())
+
+    def keyspace_drop(self, name: str) -> None:
+        return self._runner.run(self._core.akeyspace_drop(name))
+
+    def status(self, addr: Optional[str] = None) -> dict:
+        return self._runner.run(self._core.astatus(addr))
+
+    def ring(self) -> Ring:
+        return self._core.ring()
+
+    def get_local(self, key, *, node: str) -> Optional[Result]:
+        return self.default.get_local(key, node=node)
+
+    @property
+    def default(self) -> ClientKeyspace:
+        return self.keyspace(DEFAULT_KEYSPACE)
+
+    async def akeyspace_create(self, name: str, **kw: Any) -> KeyspaceInfo:
+        return await self._runner.arun(self._core.akeyspace_create(name, **kw))
+
+    async def akeyspaces(self) -> list[KeyspaceInfo]:
+        return await self._runner.arun(self._core.akeyspaces())
+
+    async def akeyspace_drop(self, name: str) -> None:
+        return await self._runner.arun(self._core.akeyspace_drop(name))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._runner.run(self._core.aclose())
+        except (RingKVError, RuntimeError):
+            pass
+        self._runner.close()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._runner.arun(self._core.aclose())
+        self._runner.close()
+
+
+def connect(addrs: Iterable[str] | str, *, timeout: float = 5.0) -> Client:
+    """Connect to a running cluster through any of its nodes (blocking API + a* twins)."""
+    core = AsyncClient(_addrs(addrs if isinstance(addrs, str) else list(addrs)), timeout=timeout)
+    runner = _Runner()
+    try:
+        runner.run(core.start())
+    except BaseException:
+        try:
+            runner.run(core.aclose())
+        finally:
+            runner.close()
+        raise
+    return Client(core, runner)
+
+
+async def connect_async(addrs: Iterable[str] | str, *, timeout: float = 5.0) -> AsyncClient:
+    """Connect on the running loop; returns an :class:`AsyncClient` (``aget``/``aput``...)."""
+    core = AsyncClient(_addrs(addrs if isinstance(addrs, str) else list(addrs)), timeout=timeout)
+    try:
+        return await core.start()
+    except BaseException:
+        await core.aclose()
+        raise

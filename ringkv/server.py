@@ -1,0 +1,508 @@
+"""The node shell: storage, transport, gossip and quorum wired on one event loop.
+
+Everything here is plumbing. Protocol decisions live in the sans-IO cores
+(:class:`~ringkv.gossip.GossipNode`, :mod:`ringkv.quorum.plan`); this object
+feeds them time and messages and runs the effects they return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import msgpack
+
+from ringkv.config import StoreOptions
+from ringkv.errors import AlreadyExists, BadRequest, KeyspaceNotFound, NotFound, RingKVError, Unavailable
+from ringkv.gossip import (
+    DOWN,
+    GOSSIP_MESSAGES,
+    JOINING,
+    LEAVING,
+    LEFT,
+    UP,
+    GossipConfig,
+    GossipNode,
+    LivenessChanged,
+    MemberChanged,
+    MetadataChanged,
+    Send,
+)
+from ringkv.identity import mark_clean_shutdown, open_identity
+from ringkv.keyspaces import DEFAULT_KEYSPACE, KeyspaceInfo, check_name
+from ringkv.node_messages import (
+    ClusterView,
+    ClusterViewReply,
+    Leave,
+    NodeStats,
+    NodeStatsReply,
+    NodeStatus,
+    NodeStatusReply,
+    RemoveMember,
+)
+from ringkv.quorum.coordinator import Coordinator
+from ringkv.quorum.hints import HintStore
+from ringkv.quorum.messages import (
+    KeyspaceCreate,
+    KeyspaceDrop,
+    KeyspaceList,
+    KeyspaceListing,
+    KvGet,
+    KvPut,
+    LocalGet,
+    ReplicaPut,
+    ReplicaRead,
+    ReplicaRecord,
+)
+from ringkv.quorum.replica import LocalReplica
+from ringkv.ring import Ring, allocate_tokens
+from ringkv.storage import Storage, keyspace_cf
+from ringkv.transport import Transport, current_deadline
+from ringkv.wire import Message
+
+__all__ = ["NodeConfig", "NodeServer", "DEFAULT_CLUSTER_KEYSPACE"]
+
+log = logging.getLogger("ringkv.node")
+
+#: The keyspace every cluster has: Dynamo's classic N=3, R=2, W=2.
+DEFAULT_CLUSTER_KEYSPACE = KeyspaceInfo(DEFAULT_KEYSPACE, n=3, r=2, w=2)
+_RING_STATUSES = (UP, LEAVING)
+_KS_META = "keyspace:"
+_TOKENS = b"tokens"
+_INCARNATION = b"incarnation"
+_KS_LOCAL = b"ksdef:"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs to run; defaults suit a laptop or a LAN."""
+
+    data_dir: str
+    #: ZeroMQ endpoint to listen on; port 0 picks a free port.
+    listen: str = "tcp://127.0.0.1:7100"
+    #: Addresses of existing members to join through.
+    seeds: tuple[str, ...] = ()
+    #: Fixed node id; default: made once and kept in the data directory.
+    node_id: Optional[str] = None
+    #: Ring tokens per member (chosen once, kept in the data directory).
+    vnodes: int = 128
+    store: StoreOptions = field(default_factory=StoreOptions)
+    gossip: GossipConfig = field(default_factory=GossipConfig)
+    #: Seconds a new node waits to learn the ring from its seeds before picking tokens.
+    join_wait: float = 10.0
+    #: Seconds between hinted-handoff delivery rounds.
+    hint_interval: float = 1.0
+    #: Default deadline for a request that carries none, in seconds.
+    request_timeout: float = 5.0
+    #: Largest frame accepted from the network, in bytes.
+    max_message_size: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if type(self.vnodes) is not int or not 1 <= self.vnodes <= 4096:
+            raise BadRequest("vnodes must be an int between 1 and 4096")
+        if not isinstance(self.listen, str) or "://" not in self.listen:
+            raise BadRequest(f"listen must be a ZeroMQ endpoint like tcp://127.0.0.1:7100, not {self.listen!r:.80}")
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+
+
+class NodeServer:
+    """One running ringkv node (use through :class:`ringkv.Node`)."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.storage: Optional[Storage] = None
+        self.transport: Optional[Transport] = None
+        self.gossip: Optional[GossipNode] = None
+        self.coordinator: Optional[Coordinator] = None
+        self.ring = Ring({})
+        self.node_id = ""
+        self.address = ""
+        self._keyspaces: dict[str, KeyspaceInfo] = {}
+        self._ks_uids: dict[str, Any] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._handlers = {
+            KvGet: self._on_get,
+            KvPut: self._on_put,
+            ReplicaPut: self._on_replica_put,
+            ReplicaRead: self._on_replica_read,
+            LocalGet: self._on_local_get,
+            KeyspaceCreate: self._on_keyspace_create,
+            KeyspaceDrop: self._on_keyspace_drop,
+            KeyspaceList: self._on_keyspace_list,
+            ClusterView: self._on_cluster_view,
+            NodeStatus: self._on_status,
+            NodeStats: self._on_stats,
+            RemoveMember: self._on_remove,
+            Leave: self._on_leave,
+        }
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        self._loop = asyncio.get_running_loop()
+        self.storage = Storage(cfg.data_dir, cfg.store)
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop(clean=False)
+            raise
+
+    async def _start(self) -> None:
+        cfg, storage = self.config, self.storage
+        assert storage is not None
+        ident = open_identity(storage, cfg.node_id)
+        self.node_id = ident.node_id
+        incarnation = int(storage.meta_get(_INCARNATION) or b"0") + 1
+        storage.meta_put(_INCARNATION, str(incarnation).encode())
+        raw_tokens = storage.meta_get(_TOKENS)
+        tokens = list(msgpack.unpackb(raw_tokens)) if raw_tokens else []
+        self.transport = Transport(cfg.listen, self._handle, max_message_size=cfg.max_message_size)
+        await self.transport.start()
+        self.address = self.transport.address or cfg.listen
+        replica = LocalReplica(storage, ident.actor)
+        self.hints = HintStore(storage)
+        self._load_keyspaces()
+        self.gossip = GossipNode(
+            self.node_id,
+            self.address,
+            seeds=[s for s in cfg.seeds if s != self.address],
+            tokens=tokens,
+            status=UP if tokens else JOINING,
+            incarnation=incarnation,
+            config=cfg.gossip,
+            rng=random.Random(),
+        )
+        self.coordinator = Coordinator(
+            self, replica, self.hints, self.transport.request,
+            max_value_size=cfg.store.max_value_size, max_key_size=cfg.store.max_key_size,
+        )
+        self._rebuild_ring()
+        self._tasks.append(asyncio.ensure_future(self._gossip_loop()))
+        self._tasks.append(asyncio.ensure_future(self._hint_loop()))
+        if not tokens:
+            await self._choose_tokens()
+        log.info("node %s listening on %s (epoch %d, incarnation %d)", self.node_id, self.address, ident.epoch, incarnation)
+
+    async def _choose_tokens(self) -> None:
+        """A new node learns the ring from its seeds, then takes balanced tokens."""
+        cfg = self.config
+        assert self.gossip is not None and self.storage is not None
+        if cfg.seeds and any(s != self.address for s in cfg.seeds):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + cfg.join_wait
+            while loop.time() < deadline and not self._ring_members():
+                await asyncio.sleep(0.05)  # gossip runs meanwhile; this is a bounded wait for the join
+            if not self._ring_members():
+                raise Unavailable(f"could not reach any seed of {', '.join(cfg.seeds)} within {cfg.join_wait:g}s")
+            # one more sync period so the view is complete, not just the first member heard of
+            settle = loop.time() + 2 * cfg.gossip.sync_interval
+            while loop.time() < settle:
+                await asyncio.sleep(0.05)
+        existing = self._ring_members()
+        tokens = allocate_tokens(existing, cfg.vnodes, random.Random())
+        self.storage.meta_put(_TOKENS, msgpack.packb(tokens))
+        self._run(self.gossip.update_self(self._now(), tokens=tokens, status=UP))
+        self._rebuild_ring()
+
+    async def stop(self, clean: bool = True) -> None:
+        self._stopped.set()
+        for t in self._tasks:
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.coordinator is not None:
+            await self.coordinator.close()
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.storage is not None and not self.storage.closed:
+            if clean:
+                with contextlib.suppress(RingKVError):
+                    self.storage.flush()
+                    mark_clean_shutdown(self.storage)
+            self.storage.close()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # -- gossip ----------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._loop.time()  # type: ignore[union-attr]
+
+    async def _gossip_loop(self) -> None:
+        gossip = self.gossip
+        assert gossip is not None
+        while True:
+            now = self._now()
+            due = gossip.next_deadline()
+            if now >= due:
+                self._run(gossip.tick(now))
+                continue
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), due - now)
+
+    def _run(self, effects: list) -> None:
+        ring_changed = False
+        for e in effects:
+            if type(e) is Send:
+                with contextlib.suppress(RingKVError):
+                    self.transport.send(e.addr, e.msg, ttl=2.0)  # type: ignore[union-attr]
+            elif type(e) is MemberChanged:
+                old, new = e.old, e.new
+                if old is None or (old.status, old.tokens) != (new.status, new.tokens):
+                    ring_changed = True
+                if old is None or old.status != new.status or old.addr != new.addr:
+                    log.info("member %s %s at %s", new.node_id, new.status, new.addr)
+            elif type(e) is LivenessChanged:
+                log.info("member %s is %s (was %s)", e.node_id, e.new, e.old)
+            elif type(e) is MetadataChanged:
+                self._on_metadata(e.key, e.value)
+        if ring_changed:
+            self._rebuild_ring()
+        self._wake.set()
+
+    def _ring_members(self) -> dict[str, tuple[int, ...]]:
+        members = self.gossip.members if self.gossip is not None else {}
+        return {m.node_id: m.tokens for m in members.values() if m.status in _RING_STATUSES and m.tokens}
+
+    def _rebuild_ring(self) -> None:
+        self.ring = Ring(self._ring_members())
+
+    # -- keyspaces (cluster metadata) ------------------------------------
+
+    def _load_keyspaces(self) -> None:
+        storage = self.storage
+        assert storage is not None
+        storage.create_cf(keyspace_cf(DEFAULT_KEYSPACE))
+        for _, raw in storage.scan("_meta", _KS_LOCAL, _KS_LOCAL[:-1] + b";"):
+            d = msgpack.unpackb(raw)
+            info = KeyspaceInfo.from_dict(d)
+            self._keyspaces[info.name] = info
+            self._ks_uids[info.name] = d.get("uid")
+            storage.create_cf(keyspace_cf(info.name))
+
+    def _on_metadata(self, key: str, value: Any) -> None:
+        if not key.startswith(_KS_META):
+            return
+        name = key[len(_KS_META):]
+        storage = self.storage
+        assert storage is not None
+        if value is None:
+            self._ks_uids.pop(name, None)
+            if self._keyspaces.pop(name, None) is not None or storage.has_cf(keyspace_cf(name)):
+                log.info("keyspace %s dropped", name)
+            b = storage.batch()
+            b.delete("_meta", _KS_LOCAL + name.encode())
+            storage.write(b, sync=True)
+            if name != DEFAULT_KEYSPACE:
+                storage.drop_cf(keyspace_cf(name))
+            return
+        try:
+            info = KeyspaceInfo.from_dict(value)
+        except RingKVError:
+            log.warning("ignoring bad keyspace definition for %s", name)
+            return
+        uid = value.get("uid")
+        if name in self._keyspaces and self._ks_uids.get(name) == uid:
+            return
+        if name in self._keyspaces and name != DEFAULT_KEYSPACE:
+            storage.drop_cf(keyspace_cf(name))  # dropped and re-created while we were away
+        storage.create_cf(keyspace_cf(name))
+        storage.meta_put(_KS_LOCAL + name.encode(), msgpack.packb(dict(info.to_dict(), uid=uid)))
+        self._keyspaces[name] = info
+        self._ks_uids[name] = uid
+        log.info("keyspace %s: n=%d r=%d w=%d %s", name, info.n, info.r, info.w, info.conflict)
+
+    def keyspace(self, name: str) -> KeyspaceInfo:
+        info = self._keyspaces.get(name)
+        if info is not None:
+            return info
+        if name == DEFAULT_KEYSPACE:
+            return DEFAULT_CLUSTER_KEYSPACE
+        check_name(name)
+        raise KeyspaceNotFound(f"keyspace {name!r} does not exist")
+
+    def keyspaces(self) -> list[KeyspaceInfo]:
+        out = dict(self._keyspaces)
+        out.setdefault(DEFAULT_KEYSPACE, DEFAULT_CLUSTER_KEYSPACE)
+        return [out[n] for n in sorted(out)]
+
+    # -- ClusterView protocol for the coordinator ------------------------
+
+    def walk(self, key: bytes) -> list[str]:
+        ring = self.ring
+        return ring.preference_list(key, len(ring)) if len(ring) else []
+
+    def is_alive(self, node_id: str) -> bool:
+        if node_id == self.node_id:
+            return True
+        live = self.gossip.liveness(node_id)  # type: ignore[union-attr]
+        return live is not None and live != DOWN
+
+    def addr(self, node_id: str) -> str:
+        m = self.gossip.members.get(node_id)  # type: ignore[union-attr]
+        if m is None:
+            raise NotFound(f"no member {node_id!r}")
+        return m.addr
+
+    # -- request handling ------------------------------------------------
+
+    async def _handle(self, peer: bytes, msg: Message) -> Optional[Message]:
+        if isinstance(msg, GOSSIP_MESSAGES):
+            self._run(self.gossip.receive(peer.decode("utf-8", "replace"), msg, self._now()))  # type: ignore[union-attr]
+            return None
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            raise BadRequest(f"{msg.TYPE} is not a request this node serves")
+        return await handler(msg)
+
+    def _deadline(self) -> float:
+        d = current_deadline()
+        return d if d is not None else self._now() + self.config.request_timeout
+
+    async def _on_get(self, msg: KvGet) -> Message:
+        return await self.coordinator.get(msg, self._deadline())  # type: ignore[union-attr]
+
+    async def _on_put(self, msg: KvPut) -> Message:
+        return await self.coordinator.put(msg, self._deadline())  # type: ignore[union-attr]
+
+    async def _on_replica_put(self, msg: ReplicaPut) -> None:
+        self.coordinator.on_replica_put(msg)  # type: ignore[union-attr]
+
+    async def _on_replica_read(self, msg: ReplicaRead) -> Message:
+        return self.coordinator.on_replica_read(msg)  # type: ignore[union-attr]
+
+    async def _on_local_get(self, msg: LocalGet) -> Message:
+        return self.coordinator.on_replica_read(ReplicaRead(msg.keyspace, msg.key))  # type: ignore[union-attr]
+
+    async def _on_keyspace_create(self, msg: KeyspaceCreate) -> Message:
+        info = KeyspaceInfo(msg.name, n=msg.n, r=msg.r, w=msg.w, conflict=msg.conflict)
+        if msg.name in self._keyspaces or msg.name == DEFAULT_KEYSPACE:
+            raise AlreadyExists(f"keyspace {msg.name!r} already exists")
+        value = dict(info.to_dict(), uid=f"{self.node_id}:{self._now():.6f}")
+        self._run(self.gossip.set_metadata(_KS_META + msg.name, value, self._now()))  # type: ignore[union-attr]
+        await self._await_everywhere(lambda names: msg.name in names)
+        return KeyspaceListing([info.to_dict()])
+
+    async def _on_keyspace_drop(self, msg: KeyspaceDrop) -> None:
+        self.keyspace(msg.name)
+        if msg.name == DEFAULT_KEYSPACE:
+            raise BadRequest("the default keyspace cannot be dropped")
+        self._run(self.gossip.set_metadata(_KS_META + msg.name, None, self._now()))  # type: ignore[union-attr]
+        await self._await_everywhere(lambda names: msg.name not in names)
+
+    async def _await_everywhere(self, done, timeout: float = 5.0) -> None:
+        """Wait (bounded) until every live member's keyspace list satisfies ``done``."""
+        loop = asyncio.get_running_loop()
+        deadline = min(loop.time() + timeout, self._deadline())
+        pending = [m for m in self.gossip.members.values() if m.node_id != self.node_id and m.status in (UP, JOINING, LEAVING) and self.is_alive(m.node_id)]  # type: ignore[union-attr]
+        while pending and loop.time() < deadline:
+            still = []
+            for m in pending:
+                try:
+                    reply = await self.transport.request(m.addr, KeyspaceList(), min(1.0, max(0.05, deadline - loop.time())))  # type: ignore[union-attr]
+                    if not done({k["name"] for k in reply.keyspaces}):  # type: ignore[attr-defined]
+                        still.append(m)
+                except RingKVError:
+                    pass  # a member that does not answer learns it from gossip later
+            pending = still
+            if pending:
+                await asyncio.sleep(0.05)  # bounded poll while gossip spreads the change
+
+    async def _on_keyspace_list(self, msg: KeyspaceList) -> Message:
+        return KeyspaceListing([k.to_dict() for k in self.keyspaces()])
+
+    async def _on_cluster_view(self, msg: ClusterView) -> Message:
+        gossip = self.gossip
+        assert gossip is not None
+        members = [
+            [m.node_id, m.addr, list(m.tokens), m.status, "alive" if m.node_id == self.node_id else (gossip.liveness(m.node_id) or "alive")]
+            for m in gossip.members.values()
+        ]
+        return ClusterViewReply(self.node_id, members)
+
+    def local_stats(self) -> dict:
+        storage = self.storage
+        assert storage is not None
+        keys = sum(storage.approximate_keys(keyspace_cf(k.name)) for k in self.keyspaces() if storage.has_cf(keyspace_cf(k.name)))
+        return {"keys": keys, "hints": self.hints.total()}
+
+    async def _on_stats(self, msg: NodeStats) -> Message:
+        s = self.local_stats()
+        return NodeStatsReply(s["keys"], s["hints"])
+
+    async def status(self) -> dict:
+        gossip = self.gossip
+        assert gossip is not None
+        ownership = self.ring.ownership() if len(self.ring) else {}
+        members = sorted(gossip.members.values(), key=lambda m: m.node_id)
+
+        async def stats_of(m) -> dict:
+            if m.node_id == self.node_id:
+                return self.local_stats()
+            if not self.is_alive(m.node_id) or m.status in (LEFT, "removed"):
+                return {"keys": None, "hints": None}
+            try:
+                r = await self.transport.request(m.addr, NodeStats(), 1.0)  # type: ignore[union-attr]
+                return {"keys": r.keys, "hints": r.hints}  # type: ignore[attr-defined]
+            except RingKVError:
+                return {"keys": None, "hints": None}
+
+        stats = await asyncio.gather(*(stats_of(m) for m in members))
+        return {
+            "node_id": self.node_id,
+            "addr": self.address,
+            "members": [
+                {
+                    "node_id": m.node_id,
+                    "addr": m.addr,
+                    "status": m.status,
+                    "liveness": "alive" if m.node_id == self.node_id else (gossip.liveness(m.node_id) or "alive"),
+                    "tokens": len(m.tokens),
+                    "ownership": ownership.get(m.node_id, 0.0),
+                    **s,
+                }
+                for m, s in zip(members, stats)
+            ],
+            "hints_pending": self.hints.pending(),
+            "keyspaces": [k.to_dict() for k in self.keyspaces()],
+            "transport": dataclasses.asdict(self.transport.stats),  # type: ignore[union-attr]
+            "quorum": dict(self.coordinator.stats),  # type: ignore[union-attr]
+        }
+
+    async def _on_status(self, msg: NodeStatus) -> Message:
+        return NodeStatusReply(await self.status())
+
+    async def _on_remove(self, msg: RemoveMember) -> None:
+        if msg.node_id == self.node_id:
+            raise BadRequest("a node cannot remove itself; use leave")
+        if self.is_alive(msg.node_id):
+            raise BadRequest(f"member {msg.node_id} is alive; only a down member can be removed (use leave for a live one)")
+        self._run(self.gossip.remove_member(msg.node_id, self._now()))  # type: ignore[union-attr]
+        self.hints.drop_target(msg.node_id)
+
+    async def _on_leave(self, msg: Leave) -> None:
+        self._run(self.gossip.update_self(self._now(), status=LEFT))  # type: ignore[union-attr]
+        asyncio.get_running_loop().call_later(1.0, self._stopped.set)
+
+    # -- hinted handoff --------------------------------------------------
+
+    async def _hint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.hint_interval)  # periodic timer, not a wait for a condition
+            if self.hints.total():
+                try:
+                    await self.coordinator.deliver_hints()  # type: ignore[union-attr]
+                except RingKVError as exc:
+                    log.debug("hint delivery: %s", exc)
