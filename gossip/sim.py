@@ -33,7 +33,11 @@ def seed_plan(n: int, rng: random.Random, how: str = "tree") -> list[list[int]]:
 
 
 class SimCluster:
-    """``n`` gossip nodes ``n0..n{n-1}`` at ``sim://n{i}`` on a :class:`SimNet`."""
+    """``n`` gossip nodes ``n0..n{n-1}`` at ``sim://n{i}`` on a :class:`SimNet`.
+
+    Non-send effects are kept in ``events`` as ``(time, addr, effect)`` unless
+    ``record=False``.
+    """
 
     def __init__(
         self,
@@ -47,16 +51,20 @@ class SimCluster:
         delay: Delay | None = None,
         drop: float = 0.0,
         duplicate: float = 0.0,
+        record: bool = True,
     ) -> None:
         self.config = config or GossipConfig()
         self.events: list[tuple[float, str, object]] = []
         self.net = SimNet(seed, delay=delay, drop=drop, duplicate=duplicate, codec=codec,
-                          on_effect=lambda a, e, t: self.events.append((t, a, e)))
+                          on_effect=self._record if record else None)
         self.tokens_per_node = tokens_per_node
         self.nodes: dict[str, GossipNode] = {}
         plan = seed_plan(n, self.net.rng, seeding)
         for i in range(n):
             self.add(i, [self.addr(j) for j in plan[i]])
+
+    def _record(self, addr: str, effect: object, now: float) -> None:
+        self.events.append((now, addr, effect))
 
     @staticmethod
     def addr(i: int) -> str:
@@ -99,7 +107,7 @@ def convergence_rounds(n: int, seed: int = 0, *, seeding: str = "tree", codec: b
                        max_rounds: int = 200, config: GossipConfig | None = None) -> int:
     """Protocol periods until all ``n`` views are identical (each node starts
     knowing itself and one seed address); ``max_rounds + 1`` if never."""
-    cluster = SimCluster(n, seed, seeding=seeding, codec=codec, config=config)
+    cluster = SimCluster(n, seed, seeding=seeding, codec=codec, config=config, record=False)
     period = cluster.config.probe_interval
     for r in range(1, max_rounds + 1):
         cluster.net.run_until(r * period)

@@ -1,14 +1,17 @@
 """Tokens: validating members' token lists, and choosing tokens for a joining node.
 
-Random tokens leave owners ±50% apart even with 128 vnodes, so a joining node
-instead *takes* its share from the members that own the most:
+Random tokens leave the most and least loaded owners about 1.5x apart even
+with 128 vnodes, so a joining node instead *takes* its share from the members
+that own the most:
 
-1. Primary ownership is made exact. The newcomer should own ``1/(k+1)`` of
-   the ring. Water-filling decides how much each donor gives (the most loaded
-   give, down to a common level), and each donor's amount is cut into pieces
-   of about ``1/((k+1)·vnodes)``. A new token placed ``x`` after the start of
-   a donor's range takes exactly ``x`` from that donor, so the amounts are
-   met exactly, not on average.
+1. Primary ownership is met by construction. The newcomer should own
+   ``1/(k+1)`` of the ring. Water-filling decides how much each donor gives
+   (the most loaded give, down to a common level, which also repairs a ring
+   left uneven by a removal), and each donor's amount is cut into pieces of
+   about ``1/((k+1)*vnodes)``. A new token placed ``x`` after the start of a
+   donor's range takes exactly ``x`` from that donor, so the amounts are met
+   exactly, not on average (short by a fraction of a percent only when a
+   donor's ranges are too small to hold its pieces).
 2. *Which* donor ranges to split is free, and that choice decides replicated
    ownership (the load with N copies). Each piece goes to the candidate range,
    out of a random sample of the donor's large-enough ranges, whose split moves
@@ -82,9 +85,9 @@ def allocate_tokens(
     """Choose ``vnodes`` new tokens for a node joining a ring of ``existing`` members.
 
     Returns sorted tokens in ``[0, 2**64)``, distinct from each other and from
-    every existing token. After the join every member owns (as first replica)
-    an equal share of the ring up to rounding, provided the ring was balanced
-    before; ``replicas`` is the replication factor whose N-copy load is also
+    every existing token. The newcomer gets ``1/(k+1)`` of the ring as first
+    replica, taken from the most loaded members, so a balanced ring stays
+    balanced. ``replicas`` is the replication factor whose N-copy load is also
     evened out (every N from 2 to it). ``rng`` makes the choice reproducible.
     """
     members = normalize_members(existing)

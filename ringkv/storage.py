@@ -88,7 +88,10 @@ class Storage:
     def __init__(self, path: str, options: StoreOptions | None = None) -> None:
         self.options = options or StoreOptions()
         self.path = os.path.abspath(path)
-        os.makedirs(self.path, exist_ok=True)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as exc:
+            raise BadRequest(f"cannot use {self.path} as a data directory: {exc.strerror}") from None
         self._lock = threading.RLock()
         self._cache = Cache(self.options.block_cache_mb * 1024 * 1024)
         opts = self._cf_options()

@@ -38,7 +38,16 @@ import zmq
 from ringkv import wire
 from ringkv.envelope import DEFAULT_MAX_SIZE, ERROR, MAX_BUDGET_MS, ONEWAY, REPLY, REQUEST, Codec, Envelope
 from ringkv.errors import BadRequest, ClosedError, ProtocolError, Timeout, Unavailable
-from ringkv.dispatch import Ack, TransportStats, call_local, current_deadline, error_part, run_handler, set_deadline
+from ringkv.dispatch import (
+    Ack,
+    TransportStats,
+    call_local,
+    current_deadline,
+    error_part,
+    run_handler,
+    set_deadline,
+    start_eagerly,
+)
 from ringkv.peer import Peer
 
 __all__ = ["Ack", "Handler", "Transport", "TransportStats", "call_local", "current_deadline"]
@@ -58,8 +67,9 @@ class Transport:
 
     ``listen`` is a ZeroMQ endpoint to bind (port ``0`` or ``*`` picks a free
     one; read :attr:`address` after :meth:`start`), or None for a client that
-    only sends. ``handler(peer_id, msg)`` runs as its own task for each
-    inbound request or one-way message; for a request its returned message is
+    only sends. ``handler(peer_id, msg)`` runs for each inbound request or
+    one-way message, concurrently: it starts at once and becomes its own task
+    at its first wait; for a request its returned message is
     the reply (None sends :class:`Ack`), a raised :class:`RingKVError`
     becomes the same typed error at the requester, and any other exception a
     generic error reply and a log line. ``peer_id`` is the sender's opaque
@@ -421,9 +431,7 @@ class Transport:
                     coro = self._answer(ident, env.request_id, msg, deadline)
                 else:
                     coro = self._consume(ident, msg, deadline)
-                task = self._loop.create_task(coro)  # type: ignore[union-attr]
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                start_eagerly(self._loop, coro, self._tasks)  # type: ignore[arg-type]
 
     async def _answer(self, ident: bytes, rid: int, msg: wire.Message, deadline: float | None) -> None:
         if deadline is not None:
