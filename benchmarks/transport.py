@@ -2,19 +2,19 @@
 
     python benchmarks/transport.py [--seconds S] [--rounds R] [--size BYTES] [--inflight N] [--profile]
 
-Both sides run the same shape: an echo server in a subprocess (its own
-process and event loop) and an asyncio client here. Each request is an
-independent coroutine awaiting its own reply, serially (1 in flight) and
-with N in flight. The raw baseline is what an application would write on
-pyzmq directly: a zmq.asyncio DEALER, an 8-byte request id in front of the
-payload, one future per request (no timeout), a reader task matching replies
-to futures;
-the server a zmq.asyncio ROUTER that echoes each message back. A third row,
-"raw pipelined", shows the ceiling with no per-request bookkeeping at all
-(one loop sending a new message for each reply).
+Both contenders run the same shape: an echo server in a subprocess (its own
+process and event loop) and an asyncio client here, where each request is an
+independent coroutine awaiting its own reply, serially (1 in flight) and with
+N in flight. The raw baseline is what an application would write on pyzmq
+directly: a zmq.asyncio DEALER, an 8-byte request id in front of the payload,
+one future per request (no timeout), a reader task matching replies to
+futures; the server a zmq.asyncio ROUTER echoing each message back. The
+"raw pipelined" row is the raw ceiling without per-request bookkeeping (one
+loop sending a new message for each reply). ringkv's requests carry real
+timeouts, typed messages and envelopes.
 
-Add sections to the printout with :func:`add_report` (e.g. simulated gossip
-convergence rounds).
+More sections can be appended to the printout with :func:`add_report`
+(e.g. simulated gossip convergence rounds).
 """
 
 from __future__ import annotations
@@ -33,21 +33,22 @@ from typing import Callable, Iterable
 import zmq
 import zmq.asyncio
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ringkv import wire  # noqa: E402
-from ringkv.transport import Transport  # noqa: E402
+from ringkv import wire
+from ringkv.transport import Transport
 
 _REPORTS: list[Callable[[argparse.Namespace], Iterable[str]]] = []
 
 
 def add_report(fn: Callable[[argparse.Namespace], Iterable[str]]) -> Callable:
-    """Register ``fn(args) -> lines``, printed after the throughput table."""
+    """Register ``fn(args) -> lines``, printed after the throughput table.
+
+    Usable as a decorator; ``args`` are the parsed command-line options.
+    """
     _REPORTS.append(fn)
     return fn
 
 
-@wire.message("bench.echo")
+@wire.message("benchmarks_transport.echo")
 class Echo(wire.Message):
     data: bytes
 
@@ -200,7 +201,11 @@ def run(args: argparse.Namespace) -> dict[tuple[str, int], float]:
     load from elsewhere on the machine hits all of them alike."""
     results: dict[tuple[str, int], float] = {}
     servers = {kind: _Server(kind, args.profile and kind == "ringkv") for kind in ("raw", "ringkv")}
-    plan = [("raw", "raw", bench_raw), ("ringkv", "ringkv", bench_ringkv), ("raw pipelined", "raw", bench_raw_pipelined)]
+    plan = [
+        ("raw", "raw", bench_raw),
+        ("ringkv", "ringkv", bench_ringkv),
+        ("raw pipelined", "raw", bench_raw_pipelined),
+    ]
     try:
         for round_ in range(args.rounds):
             for inflight in (1, args.inflight):

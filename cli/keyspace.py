@@ -18,9 +18,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
     p = ks_sub.add_parser("create", parents=parents, help="create a keyspace", description="Create keyspace NAME.")
     p.add_argument("name", metavar="NAME", help="1-64 letters, digits, '_', '.' or '-'")
-    p.add_argument("--n", type=int, metavar="N", help="replicas per key (embedded default 1)")
-    p.add_argument("--r", type=int, metavar="R", help="read quorum (embedded default 1)")
-    p.add_argument("--w", type=int, metavar="W", help="write quorum (embedded default 1)")
+    p.add_argument("--n", type=int, metavar="N", help="replicas per key (default: 1 embedded; 3 in a cluster)")
+    p.add_argument("--r", type=int, metavar="R", help="read quorum (default: 1 embedded; 2 in a cluster, at most N)")
+    p.add_argument("--w", type=int, metavar="W", help="write quorum (default: 1 embedded; 2 in a cluster, at most N)")
     p.add_argument("--conflict", choices=CONFLICT_MODES, default="siblings", help="keep concurrent writes as siblings, or last-write-wins (default: %(default)s)")
     p.set_defaults(func=cmd_create)
 

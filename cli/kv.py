@@ -8,7 +8,7 @@ import sys
 
 from ringkv.cli import exits
 from ringkv.cli.output import context_arg, context_text, encode_values, print_json, write_line, write_value
-from ringkv.cli.target import open_target
+from ringkv.cli.target import cluster_addrs, open_target
 from ringkv.keyspaces import DEFAULT_KEYSPACE
 
 __all__ = ["register"]
@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     common(p)
     p.add_argument("--r", type=int, metavar="R", help="read quorum for this call (default: the keyspace's)")
     p.add_argument("--raw", action="store_true", help="write only the value's exact bytes (an error if there are siblings)")
+    p.add_argument("--local", action="store_true", help="with --connect: exactly what that one node's replica stores (no quorum, no read repair)")
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("delete", parents=parents, help="delete a key", description="Delete KEY (deleting a missing key is not an error).")
@@ -75,8 +76,15 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    with open_target(args, create=False) as db:
-        res = db.keyspace(args.keyspace).get(_key(args), r=args.r)
+    if args.local:
+        if args.r is not None:
+            raise exits.UsageError("--local reads one replica; --r does not apply")
+        node = cluster_addrs(args, "get --local")[0]
+        with open_target(args) as db:
+            res = db.keyspace(args.keyspace).get_local(_key(args), node=node)
+    else:
+        with open_target(args, create=False) as db:
+            res = db.keyspace(args.keyspace).get(_key(args), r=args.r)
     if res is None:
         sys.stderr.write(f"error: key {args.key!r} not found in keyspace {args.keyspace!r}\n")
         return exits.NOT_FOUND

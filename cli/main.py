@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from ringkv import __version__
-from ringkv.cli import demo, exits, keyspace, kv
+from ringkv.cli import cluster, demo, exits, keyspace, kv, serve
 from ringkv.cli.target import add_target_options
 from ringkv.errors import RingKVError
 
@@ -36,9 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve.register(sub)
     demo.register(sub)
     kv.register(sub, [data])
     keyspace.register(sub, [data])
+    cluster.register(sub)
     return parser
 
 

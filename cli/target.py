@@ -1,7 +1,10 @@
 """Which database a command works on: ``--data-dir`` (embedded) or ``--connect`` (cluster).
 
 :func:`open_target` is the one place that turns parsed arguments into a
-database object; every data command goes through it.
+database object; every data command goes through it. Cluster-only commands
+(``status``, ``ring``, ``remove``, ``leave``) take their node addresses from
+:func:`cluster_addrs`. ``--connect`` (and ``RINGKV_CONNECT``) accept a
+comma-separated list: the client starts from the first node that answers.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import ringkv
 from ringkv.api import DatabaseAPI
 from ringkv.cli.exits import CommandError, UsageError
 
-__all__ = ["ENV_CONNECT", "ENV_DATA_DIR", "add_target_options", "open_target"]
+__all__ = ["ENV_CONNECT", "ENV_DATA_DIR", "DEFAULT_TIMEOUT", "add_target_options", "cluster_addrs", "open_target", "timeout_of"]
 
 ENV_DATA_DIR = "RINGKV_DATA_DIR"
 ENV_CONNECT = "RINGKV_CONNECT"
+#: Seconds a cluster call may take unless ``--timeout`` says otherwise.
+DEFAULT_TIMEOUT = 5.0
 
 
 def add_target_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
@@ -38,8 +43,41 @@ def add_target_options(parser: argparse.ArgumentParser, *, top: bool = False) ->
         "--connect",
         metavar="ADDR",
         default=default,
-        help=f"address of a cluster node, e.g. tcp://127.0.0.1:7100 (env {ENV_CONNECT})",
+        help=f"address of a cluster node, e.g. tcp://127.0.0.1:7100; a comma-separated list is allowed (env {ENV_CONNECT})",
     )
+    cluster = parser.add_argument_group("cluster")
+    cluster.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=default,
+        help=f"deadline of each cluster call (default: {DEFAULT_TIMEOUT:g})",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"not a number of seconds in (0, 3600]: {text!r}")
+    return value
+
+
+def timeout_of(args: argparse.Namespace) -> float:
+    """The ``--timeout`` given (before or after the command), else the default."""
+    return getattr(args, "timeout", None) or DEFAULT_TIMEOUT
+
+
+def _split_addrs(text: str) -> list[str]:
+    addrs = [a.strip() for a in text.split(",") if a.strip()]
+    for a in addrs:
+        if "://" not in a:
+            raise UsageError(f"bad node address {a!r}: use a ZeroMQ endpoint like tcp://127.0.0.1:7100")
+    if not addrs:
+        raise UsageError("--connect needs at least one node address")
+    return addrs
 
 
 def _choose(args: argparse.Namespace) -> tuple[str, str]:
@@ -71,9 +109,17 @@ def open_target(args: argparse.Namespace, *, create: bool = True) -> DatabaseAPI
     """
     kind, where = _choose(args)
     if kind == "connect":
-        raise CommandError("cluster mode is not available yet")
+        return ringkv.connect(_split_addrs(where), timeout=timeout_of(args))
     if os.path.exists(where) and not os.path.isdir(where):
         raise CommandError(f"data directory {where!r} is not a directory")
     if not create and not os.path.isdir(where):
         raise CommandError(f"no database at {where!r}: the directory does not exist (a put creates it)")
     return ringkv.open(where)
+
+
+def cluster_addrs(args: argparse.Namespace, command: str) -> list[str]:
+    """The node addresses of ``--connect`` / ``RINGKV_CONNECT`` for a cluster-only command."""
+    kind, where = _choose(args)
+    if kind != "connect":
+        raise UsageError(f"{command} needs a cluster: pass --connect ADDR (or set {ENV_CONNECT})")
+    return _split_addrs(where)

@@ -1,13 +1,19 @@
 """Tuning of the gossip protocol, one dataclass with its defaults explained.
 
 Defaults target real processes on loopback or a LAN: a ``kill -9``'d node is
-declared down by every other node within about 3 s (budget 5 s), and 5 % message
-loss with random delays produces no false "down" (see tests/gossip). Timing
-chain of a crash with the defaults: first failed probe of the dead node after
-at most ~``probe_interval`` (N nodes probe it, each once per N periods), suspect
-at the end of that period (+0.5 s), down after the suspicion timeout (1.5 s to
-3 s for N <= 10, shortened by independent confirmations), spread to all in a
-few ``gossip_interval``s.
+declared down by every other node in 2-3 s on average, worst seen 4.1 s for
+N <= 20 (budget 5 s), and 5 % (even 12 %) message loss with random delays
+produces no false "down" (see tests/gossip). Timing chain of a crash:
+
+* someone probes the dead node: each of the N-1 others probes it once per
+  N-1 periods, so the wait is geometric, ~1 period on average, rarely > 5;
+* that probe fails at the end of its period (direct + k indirect pings);
+* down after the suspicion timeout: 1.2-2.4 s for N <= 10 (1.6-3.1 s at N=20),
+  nearer the minimum as independent confirmations arrive;
+* the down rumor spreads in a few ``gossip_interval``s.
+
+The suspicion minimum (1.2 s) is what a falsely suspected node has to hear the
+rumor and get its refutation back: a few gossip rounds, ample on loopback.
 """
 
 from __future__ import annotations
@@ -21,12 +27,12 @@ __all__ = ["GossipConfig"]
 @dataclass(frozen=True)
 class GossipConfig:
     #: Seconds per protocol period: one member is probed per period.
-    probe_interval: float = 0.5
+    probe_interval: float = 0.4
     #: Seconds to wait for a direct ack before asking peers to probe indirectly.
-    ping_timeout: float = 0.25
+    ping_timeout: float = 0.2
     #: Seconds a relay waits for the target before answering nack; must leave
     #: room for the round trip within ``probe_interval - ping_timeout``.
-    indirect_timeout: float = 0.18
+    indirect_timeout: float = 0.15
     #: Peers asked to probe indirectly (SWIM's k).
     indirect_checks: int = 3
     #: Minimum suspicion timeout = mult * max(1, log10(N)) * probe_interval.
@@ -50,7 +56,7 @@ class GossipConfig:
     retransmit_mult: int = 4
     #: Seconds between push-pull syncs with a random peer (cheap when views
     #: agree: one message of bucket fingerprints).
-    sync_interval: float = 0.5
+    sync_interval: float = 0.4
     #: Seconds between join announcements to the seeds while alone.
     join_retry: float = 1.0
 

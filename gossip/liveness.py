@@ -51,82 +51,85 @@ class Suspicion:
         return True
 
 
-class _Entry:
-    __slots__ = ("state", "inc", "suspicion")
-
-    def __init__(self, inc: int) -> None:
-        self.state = ALIVE
-        self.inc = inc
-        self.suspicion: Suspicion | None = None
-
-
 class LivenessTable:
-    """Liveness of every non-terminal member as seen by this node."""
+    """Liveness of every non-terminal member as seen by this node.
+
+    Plain dicts rather than an object per member: a simulation holds N^2 of them.
+    """
 
     def __init__(self, config: GossipConfig) -> None:
         self._cfg = config
-        self._e: dict[str, _Entry] = {}
+        self._state: dict[str, str] = {}
+        self._inc: dict[str, int] = {}
         self._suspects: dict[str, Suspicion] = {}
 
     def __contains__(self, node_id: object) -> bool:
-        return node_id in self._e
+        return node_id in self._state
 
     def state(self, node_id: str) -> str | None:
-        e = self._e.get(node_id)
-        return e.state if e is not None else None
+        return self._state.get(node_id)
 
     def incarnation(self, node_id: str) -> int:
-        e = self._e.get(node_id)
-        return e.inc if e is not None else 0
+        return self._inc.get(node_id, 0)
 
     def states(self) -> dict[str, str]:
-        return {k: e.state for k, e in self._e.items()}
+        return dict(self._state)
 
     def add(self, node_id: str, inc: int) -> None:
-        if node_id not in self._e:
-            self._e[node_id] = _Entry(inc)
+        if node_id not in self._state:
+            self._state[node_id] = ALIVE
+            self._inc[node_id] = inc
 
     def forget(self, node_id: str) -> None:
-        self._e.pop(node_id, None)
+        self._state.pop(node_id, None)
+        self._inc.pop(node_id, None)
         self._suspects.pop(node_id, None)
 
     def observe(self, node_id: str, inc: int) -> str | None:
         """Evidence the member runs at ``inc``; returns the old state if it became alive."""
-        e = self._e.get(node_id)
-        if e is None or inc <= e.inc:
+        cur = self._inc.get(node_id)
+        if cur is None or inc <= cur:
             return None
-        e.inc = inc
-        if e.state == ALIVE:
+        self._inc[node_id] = inc
+        old = self._state[node_id]
+        if old == ALIVE:
             return None
-        old, e.state, e.suspicion = e.state, ALIVE, None
+        self._state[node_id] = ALIVE
         self._suspects.pop(node_id, None)
         return old
 
     def suspect(self, node_id: str, inc: int, by: str, now: float, n: int) -> str | None:
         """Apply a suspect rumor: ``"new"``, ``"confirm"`` or None (no change)."""
-        e = self._e.get(node_id)
-        if e is None or inc < e.inc or (e.state == DOWN and inc <= e.inc):
+        cur = self._inc.get(node_id)
+        if cur is None or inc < cur:
             return None
-        if e.state == SUSPECT and inc == e.inc:
-            return "confirm" if e.suspicion is not None and e.suspicion.confirm(by) else None
+        state = self._state[node_id]
+        if state == DOWN and inc <= cur:
+            return None
+        if state == SUSPECT and inc == cur:
+            s = self._suspects.get(node_id)
+            return "confirm" if s is not None and s.confirm(by) else None
         lo, hi = self._cfg.suspicion_bounds(n)
         k = min(self._cfg.suspicion_confirmations, n - 2)
-        e.state, e.inc = SUSPECT, inc
-        e.suspicion = self._suspects[node_id] = Suspicion(now, lo, hi, k, by)
+        self._state[node_id], self._inc[node_id] = SUSPECT, inc
+        self._suspects[node_id] = Suspicion(now, lo, hi, k, by)
         return "new"
 
     def down(self, node_id: str, inc: int) -> str | None:
         """Apply a down rumor; returns the old state if it changed."""
-        e = self._e.get(node_id)
-        if e is None or inc < e.inc or (e.state == DOWN and inc <= e.inc):
+        cur = self._inc.get(node_id)
+        if cur is None or inc < cur:
             return None
-        old, e.state, e.inc, e.suspicion = e.state, DOWN, inc, None
+        old = self._state[node_id]
+        if old == DOWN and inc <= cur:
+            return None
+        self._state[node_id], self._inc[node_id] = DOWN, inc
         self._suspects.pop(node_id, None)
         return None if old == DOWN else old
 
     def expired(self, now: float) -> list[tuple[str, int]]:
         """Suspicions whose timer ran out: ``(node_id, incarnation)``."""
-        return [(k, self._e[k].inc) for k, s in self._suspects.items() if s.deadline <= now]
+        return [(k, self._inc[k]) for k, s in self._suspects.items() if s.deadline <= now]
 
     def next_deadline(self) -> float:
         return min((s.deadline for s in self._suspects.values()), default=math.inf)

@@ -174,22 +174,33 @@ class Join(Message):
 
 @message("gossip.sync")
 class Sync(Message):
-    """Push-pull, step 1: per-bucket view fingerprints and the metadata fingerprint."""
+    """Push-pull, step 1: whole-view and metadata fingerprints.
+
+    ``buckets`` is empty on the first, cheap, message (agreeing views stop
+    there); the receiver of an empty-bucket Sync that differs answers with a
+    Sync carrying its 64 bucket fingerprints, and the digest step follows.
+    """
 
     src_id: str
     src_addr: str
-    buckets: list
+    view_fp: list
     meta_fp: int
+    buckets: list
 
     def check(self) -> None:
         _id(self.src_id, "sync.src_id")
         _addr(self.src_addr, "sync.src_addr")
+        _list(self.view_fp, "sync.view_fp", 2)
+        if len(self.view_fp) != 2:
+            raise ProtocolError("sync.view_fp: expected [size, fingerprint]")
+        _uint(self.view_fp[0], "sync.view_fp.size")
+        _u64(self.view_fp[1], "sync.view_fp.fp")
+        _u64(self.meta_fp, "sync.meta_fp")
         _list(self.buckets, "sync.buckets", NBUCKETS)
-        if len(self.buckets) != NBUCKETS:
-            raise ProtocolError(f"sync.buckets: expected {NBUCKETS} fingerprints")
+        if len(self.buckets) not in (0, NBUCKETS):
+            raise ProtocolError(f"sync.buckets: expected 0 or {NBUCKETS} fingerprints")
         for b in self.buckets:
             _u64(b, "sync.buckets[]")
-        _u64(self.meta_fp, "sync.meta_fp")
 
 
 @message("gossip.sync_digest")

@@ -522,10 +522,16 @@ class GossipNode:
             addr = self._rng.choice(self._seeds)
         else:
             return
-        self._send(addr, Sync(self.node_id, self.addr, self._view.buckets(), self._meta.fp))
+        self._send(addr, Sync(self.node_id, self.addr, list(self._view.fingerprint()), self._meta.fp, []))
 
     def _on_sync(self, msg: Sync, now: float) -> None:
         if msg.src_id == self.node_id:
+            return
+        if tuple(msg.view_fp) == self._view.fingerprint() and msg.meta_fp == self._meta.fp:
+            return
+        if not msg.buckets:  # cheap opener: answer with our buckets, the opener does the digest
+            self._send(msg.src_addr, Sync(self.node_id, self.addr, list(self._view.fingerprint()),
+                                          self._meta.fp, self._view.buckets()))
             return
         mine = self._view.buckets()
         diff = [i for i, (a, b) in enumerate(zip(mine, msg.buckets)) if a != b]

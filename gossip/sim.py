@@ -88,6 +88,13 @@ class SimCluster:
     def up_nodes(self) -> list[GossipNode]:
         return [nd for nd in self.nodes.values() if self.net.is_up(nd.addr)]
 
+    def act(self, i: int, action: Callable[[GossipNode, float], list]) -> list:
+        """Run an owner action on node ``i`` now, e.g.
+        ``act(0, lambda nd, now: nd.set_metadata("k", 1, now))``; its effects go out."""
+        effects = action(self.node(i), self.net.now)
+        self.net.apply(self.addr(i), effects)
+        return effects
+
     def crash(self, i: int) -> None:
         self.net.crash(self.addr(i))
 

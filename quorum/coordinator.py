@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Awaitable, Callable, Optional, Protocol
 
 from cachetools import TTLCache
@@ -89,7 +88,8 @@ class Coordinator:
 
     @staticmethod
     def _remaining(deadline: float) -> float:
-        return deadline - time.monotonic()
+        """Seconds left until a loop-time deadline (the loop's clock may be simulated)."""
+        return deadline - asyncio.get_running_loop().time()
 
     async def _call(self, node: str, msg: Message, deadline: float) -> Message:
         budget = self._remaining(deadline)
@@ -117,8 +117,12 @@ class Coordinator:
                     try:
                         self.stats["forwarded"] += 1
                         return await self._call(node, req, deadline)  # type: ignore[return-value]
-                    except (Timeout, Unavailable):
-                        continue
+                    except QuorumError:
+                        raise
+                    except Unavailable:
+                        continue  # not delivered: another replica may coordinate
+                    # A Timeout propagates: the write may have been applied there, and
+                    # coordinating it again elsewhere would make it a second version.
         cf = keyspace_cf(info.name)
         rec = self._recent.get(req.request_id) if req.request_id else None
         if rec is None:
@@ -249,7 +253,7 @@ class Coordinator:
         if not stale:
             return
         raw = encode_record(merged)
-        repair_deadline = time.monotonic() + 5.0
+        repair_deadline = asyncio.get_running_loop().time() + 5.0
         for node in stale:
             self.stats["read_repairs"] += 1
             if node == self.view.node_id:

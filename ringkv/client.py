@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import Any, Awaitable, Iterable, Optional, TypeVar
 
 from ringkv.api import DatabaseAPI, KeyspaceAPI
-from ringkv.errors import BadRequest, ClosedError, ProtocolError, RingKVError, Timeout, Unavailable, WrongType
+from ringkv.errors import BadRequest, ClosedError, QuorumError, RingKVError, Timeout, Unavailable, WrongType
 from ringkv.keys import as_key, as_value
 from ringkv.keyspaces import DEFAULT_KEYSPACE, KeyspaceInfo, check_name
 from ringkv.node_messages import ClusterView, NodeStatus
@@ -132,8 +132,23 @@ class AsyncClient:
                 out.append(a)
         return out
 
-    async def call(self, msg: Message, key: Optional[bytes] = None, *, addr: Optional[str] = None, timeout: Optional[float] = None) -> Message:
-        """Send a request to the best node for ``key``, trying others on failure."""
+    async def call(
+        self,
+        msg: Message,
+        key: Optional[bytes] = None,
+        *,
+        addr: Optional[str] = None,
+        timeout: Optional[float] = None,
+        idempotent: bool = True,
+    ) -> Message:
+        """Send a request to the best node for ``key``, trying others on failure.
+
+        A request that certainly did not arrive (``Unavailable``) moves on to
+        the next node. After a ``Timeout`` the request may have been applied:
+        only ``idempotent`` requests (reads) are sent again elsewhere; a write
+        raises ``Timeout`` (outcome unknown) rather than risk being applied
+        twice by two coordinators as two concurrent versions.
+        """
         if self._closed:
             raise ClosedError("client is closed")
         self._maybe_refresh()
@@ -150,9 +165,13 @@ class AsyncClient:
             budget = remaining if i == len(candidates) - 1 else min(remaining, max(1.0, total / 2))
             try:
                 return await self._transport.request(target, msg, budget)  # type: ignore[union-attr]
+            except QuorumError:
+                raise  # an answer, not a delivery failure: replicas may hold the write
             except _RETRY_ON as exc:
                 last = exc
                 self._refreshed = -1e9
+                if isinstance(exc, Timeout) and not idempotent:
+                    break
         if isinstance(last, Timeout):
             raise Timeout(f"no answer within {total:g}s (tried {len(candidates)} node(s)); the outcome is unknown") from None
         raise last
@@ -221,7 +240,7 @@ class AsyncKeyspace:
             raise WrongType("w must be an int")
         if timestamp is not None and type(timestamp) is not int:
             raise WrongType("timestamp must be int milliseconds since the epoch")
-        await self._client.call(KvPut(self.name, k, value, context, w, timestamp, uuid.uuid4().hex), k)
+        await self._client.call(KvPut(self.name, k, value, context, w, timestamp, uuid.uuid4().hex), k, idempotent=False)
 
     async def aget_local(self, key, *, node: str) -> Optional[Result]:
         """Exactly what one node's replica stores for ``key`` (no quorum, no repair)."""

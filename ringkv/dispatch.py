@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Coroutine
 
 from ringkv import wire
 from ringkv.envelope import DEFAULT_MAX_SIZE, ERROR, REPLY, REQUEST, Codec
-from ringkv.errors import ProtocolError, RingKVError, to_wire
+from ringkv.errors import RingKVError, to_wire
 
 __all__ = ["Ack", "TransportStats", "call_local", "current_deadline"]
 
@@ -58,7 +58,7 @@ def start_eagerly(loop: asyncio.AbstractEventLoop, coro: Coroutine, tasks: set) 
         yielded = ctx.run(coro.send, None)
     except StopIteration:
         return
-    task = loop.create_task(_finish(coro, yielded), context=ctx)
+    task = ctx.run(loop.create_task, _finish(coro, yielded))  # the Task keeps a copy of ctx
     tasks.add(task)
     task.add_done_callback(tasks.discard)
 
@@ -73,7 +73,10 @@ def _resume(coro: Coroutine, yielded: Any):
     while True:
         try:
             value = yield yielded
-        except BaseException as exc:  # cancellation (or close) thrown in by the Task
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # cancellation thrown in by the Task
             try:
                 yielded = coro.throw(exc)
             except StopIteration as stop:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import zmq
 
+from ringkv.envelope import MAX_BUDGET_MS, REQUEST, Codec
 from ringkv.errors import BadRequest
+
+log = logging.getLogger("ringkv.transport")
+_NOBLOCK = int(zmq.NOBLOCK)
 
 __all__ = ["Peer"]
 
@@ -44,6 +49,44 @@ class Peer:
         self.retry: asyncio.TimerHandle | None = None
         self.connected = False
         self.closed = False
+
+    def flush(self, codec: Codec, now: float, waiting: dict, stats) -> bool:
+        """Frame the queue and hand it to ZeroMQ; False if refused (the rest stays queued).
+
+        Requests nobody waits for any more (``waiting`` has no entry) and
+        messages past their deadline are dropped here and counted as expired.
+        """
+        items, self.queue = self.queue, []
+        part = codec.part
+        parts, live = [], []
+        for item in items:
+            kind, rid, type_, deadline, body = item
+            budget = None
+            if deadline is not None:
+                budget = int((deadline - now) * 1000)
+                if budget <= 0 or (kind == REQUEST and rid not in waiting):
+                    stats.expired += 1
+                    continue
+                budget = min(budget, MAX_BUDGET_MS)
+            parts.append(part(kind, rid, type_, budget, body))
+            live.append(item)
+        send, sent = self.sock.send, 0
+        for frame, count in codec.frames(parts):
+            try:
+                send(frame, _NOBLOCK)
+            except zmq.Again:  # not connected, or HWM reached: keep them for later
+                self.queue[:0] = live[sent:]
+                self.stuck, self.connected = True, False
+                return False
+            except zmq.ZMQError as exc:
+                log.warning("send to %s failed: %s", self.addr, exc)
+                stats.dropped += count
+            else:
+                self.connected = True
+                stats.frames_out += 1
+                stats.messages_out += count
+            sent += count
+        return True
 
     def close(self, loop: asyncio.AbstractEventLoop) -> None:
         """Stop watching the socket and close it (linger 0: unsent frames are dropped)."""

@@ -76,6 +76,8 @@ _KS_META = "keyspace:"
 _TOKENS = b"tokens"
 _INCARNATION = b"incarnation"
 _KS_LOCAL = b"ksdef:"
+#: Most of a request's budget (seconds) kept back for sending its answer.
+_REPLY_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class NodeConfig:
     request_timeout: float = 5.0
     #: Largest frame accepted from the network, in bytes.
     max_message_size: int = 64 * 1024 * 1024
+    #: Seed for the node's random choices (gossip peers, tokens); None: fresh.
+    #: Simulations set it so a run replays exactly.
+    seed: Optional[int] = None
 
     def __post_init__(self) -> None:
         if type(self.vnodes) is not int or not 1 <= self.vnodes <= 4096:
@@ -113,8 +118,10 @@ class NodeConfig:
 class NodeServer:
     """One running ringkv node (use through :class:`ringkv.Node`)."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, transport_factory=None) -> None:
         self.config = config
+        #: ``(listen, handler) -> transport``; the simulator passes its own.
+        self._transport_factory = transport_factory
         self.storage: Optional[Storage] = None
         self.transport: Optional[Transport] = None
         self.gossip: Optional[GossipNode] = None
@@ -165,7 +172,8 @@ class NodeServer:
         storage.meta_put(_INCARNATION, str(incarnation).encode())
         raw_tokens = storage.meta_get(_TOKENS)
         tokens = list(msgpack.unpackb(raw_tokens)) if raw_tokens else []
-        self.transport = Transport(cfg.listen, self._handle, max_message_size=cfg.max_message_size)
+        self._rng = random.Random(cfg.seed)
+        self.transport = self._make_transport(cfg.listen, self._handle)
         await self.transport.start()
         self.address = self.transport.address or cfg.listen
         replica = LocalReplica(storage, ident.actor)
@@ -179,7 +187,7 @@ class NodeServer:
             status=UP if tokens else JOINING,
             incarnation=incarnation,
             config=cfg.gossip,
-            rng=random.Random(),
+            rng=self._rng,
         )
         self.coordinator = Coordinator(
             self, replica, self.hints, self.transport.request,
@@ -208,10 +216,15 @@ class NodeServer:
             while loop.time() < settle:
                 await asyncio.sleep(0.05)
         existing = self._ring_members()
-        tokens = allocate_tokens(existing, cfg.vnodes, random.Random())
+        tokens = allocate_tokens(existing, cfg.vnodes, self._rng)
         self.storage.meta_put(_TOKENS, msgpack.packb(tokens))
         self._run(self.gossip.update_self(self._now(), tokens=tokens, status=UP))
         self._rebuild_ring()
+
+    def _make_transport(self, listen: str, handler):
+        if self._transport_factory is not None:
+            return self._transport_factory(listen, handler)
+        return Transport(listen, handler, max_message_size=self.config.max_message_size)
 
     async def stop(self, clean: bool = True) -> None:
         self._stopped.set()
@@ -245,8 +258,8 @@ class NodeServer:
         while True:
             now = self._now()
             due = gossip.next_deadline()
-            if now >= due:
-                self._run(gossip.tick(now))
+            if now >= due - 1e-6:
+                self._run(gossip.tick(max(now, due)))
                 continue
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -368,8 +381,18 @@ class NodeServer:
         return await handler(msg)
 
     def _deadline(self) -> float:
+        """When work on the current request must end.
+
+        A little of the requester's budget is kept back for the answer's trip
+        home: a coordinator that runs out of time then still reports why (a
+        QuorumError with its ack count) before the requester gives up with a
+        bare Timeout.
+        """
+        now = self._now()
         d = current_deadline()
-        return d if d is not None else self._now() + self.config.request_timeout
+        if d is None:
+            return now + self.config.request_timeout
+        return d - min(_REPLY_MARGIN, max(0.0, d - now) * 0.1)
 
     async def _on_get(self, msg: KvGet) -> Message:
         return await self.coordinator.get(msg, self._deadline())  # type: ignore[union-attr]

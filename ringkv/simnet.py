@@ -129,11 +129,18 @@ class SimNet:
         if self.drop and self.rng.random() < self.drop:
             self.stats["dropped"] += 1
             return
-        payload: Any = msgpack.packb(list(encode_body(msg))) if self.codec else msg
+        payload: Any = msg
+        if self.codec:
+            payload = msgpack.packb(list(encode_body(msg)))
+            self.stats["bytes"] += len(payload)
         self._push(self.now + self.delay(self.rng), _DELIVER, (src, dst, payload))
         if self.duplicate and self.rng.random() < self.duplicate:
             self.stats["duplicated"] += 1
             self._push(self.now + self.delay(self.rng), _DELIVER, (src, dst, payload))
+
+    def apply(self, addr: str, effects: Iterable[Any]) -> None:
+        """Run effects a core returned outside tick/receive (an owner action at ``self.now``)."""
+        self._effects(addr, effects)
 
     def step(self) -> bool:
         """Process the next event; False when nothing is left."""

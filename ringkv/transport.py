@@ -36,8 +36,6 @@ from typing import Awaitable, Callable
 import zmq
 
 from ringkv import wire
-from ringkv.envelope import DEFAULT_MAX_SIZE, ERROR, MAX_BUDGET_MS, ONEWAY, REPLY, REQUEST, Codec, Envelope
-from ringkv.errors import BadRequest, ClosedError, ProtocolError, Timeout, Unavailable
 from ringkv.dispatch import (
     Ack,
     TransportStats,
@@ -48,6 +46,8 @@ from ringkv.dispatch import (
     set_deadline,
     start_eagerly,
 )
+from ringkv.envelope import DEFAULT_MAX_SIZE, ERROR, ONEWAY, REPLY, REQUEST, Codec, Envelope
+from ringkv.errors import BadRequest, ClosedError, ProtocolError, Timeout, Unavailable
 from ringkv.peer import Peer
 
 __all__ = ["Ack", "Handler", "Transport", "TransportStats", "call_local", "current_deadline"]
@@ -68,12 +68,25 @@ class Transport:
     ``listen`` is a ZeroMQ endpoint to bind (port ``0`` or ``*`` picks a free
     one; read :attr:`address` after :meth:`start`), or None for a client that
     only sends. ``handler(peer_id, msg)`` runs for each inbound request or
-    one-way message, concurrently: it starts at once and becomes its own task
-    at its first wait; for a request its returned message is
-    the reply (None sends :class:`Ack`), a raised :class:`RingKVError`
-    becomes the same typed error at the requester, and any other exception a
-    generic error reply and a log line. ``peer_id`` is the sender's opaque
-    routing id (its listen address and a random suffix; for logs only).
+    one-way message, concurrently with the others: it starts at once and
+    becomes its own task at its first real wait. For a request, its returned
+    message is the reply (None sends :class:`Ack`), a raised
+    :class:`RingKVError` becomes the same typed error at the requester, and
+    any other exception a generic ``RingKVError`` reply and a log line.
+    ``peer_id`` is the sender's opaque routing id (its listen address, or
+    ``client``, and a random suffix; for logs only).
+
+    Options: ``max_message_size`` bounds a frame both ways (ZeroMQ
+    ``MAXMSGSIZE``; a larger outgoing message raises TooLarge); ``hwm`` is
+    ZeroMQ's send/receive high-water mark, in frames; ``max_queue`` bounds the
+    messages waiting per unreachable peer (beyond it requests raise
+    Unavailable and one-way messages are dropped); ``reconnect_ivl`` /
+    ``reconnect_ivl_max`` (seconds) are ZeroMQ's reconnect backoff;
+    ``heartbeat_ivl`` (seconds) makes ZeroMQ notice a dead TCP peer after
+    three silent intervals; ``context`` shares a ZeroMQ context (default:
+    one of our own, terminated on stop).
+
+    Not thread-safe: call it from the loop's thread only.
     """
 
     def __init__(
@@ -94,8 +107,6 @@ class Transport:
         self.listen = listen
         self.handler = handler
         self.stats = TransportStats()
-        #: Messages that may wait per peer while it is unreachable; beyond, requests
-        #: raise Unavailable and one-way messages are dropped.
         self.max_queue = max_queue
         self._codec = Codec(max_message_size)
         self._sockopts = {
@@ -282,14 +293,18 @@ class Transport:
         """Fail requests whose deadline passed; one timer for all of them."""
         self._timer, self._timer_at = None, math.inf
         heap, waiting = self._deadlines, self._waiting
-        now = self._loop.time()  # type: ignore[union-attr]
+        now = self._loop.time() + 1e-6  # type: ignore[union-attr]
         while heap and (heap[0][0] <= now or heap[0][1] not in waiting):
             _, rid = heapq.heappop(heap)
             entry = waiting.pop(rid, None)
             if entry is not None and not entry[0].done():
                 fut, peer, timeout = entry
-                why = "" if peer.connected else " (not connected)"
-                fut.set_exception(Timeout(f"no reply from {peer.addr} within {timeout:g}s{why}"))
+                if any(item[1] == rid and item[0] == REQUEST for item in peer.queue):
+                    # Never handed to ZeroMQ: certainly not delivered, so safe to send elsewhere.
+                    peer.queue[:] = [item for item in peer.queue if not (item[1] == rid and item[0] == REQUEST)]
+                    fut.set_exception(Unavailable(f"{peer.addr} not reachable within {timeout:g}s; the request was not sent"))
+                    continue
+                fut.set_exception(Timeout(f"no reply from {peer.addr} within {timeout:g}s"))
         if heap:
             self._arm(heap[0][0])
 
@@ -321,37 +336,10 @@ class Transport:
             self._send_replies(replies)
 
     def _flush_peer(self, peer: Peer, now: float) -> None:
-        items, peer.queue = peer.queue, []
-        part, waiting, stats = self._codec.part, self._waiting, self.stats
-        parts, live = [], []
-        for item in items:
-            kind, rid, type_, deadline, body = item
-            budget = None
-            if deadline is not None:
-                budget = int((deadline - now) * 1000)
-                if budget <= 0 or (kind == REQUEST and rid not in waiting):
-                    stats.expired += 1
-                    continue
-                budget = min(budget, MAX_BUDGET_MS)
-            parts.append(part(kind, rid, type_, budget, body))
-            live.append(item)
-        send, sent = peer.sock.send, 0
-        for frame, count in self._codec.frames(parts):
-            try:
-                send(frame, _NOBLOCK)
-            except zmq.Again:  # not connected, or HWM reached: keep them for later
-                peer.queue[:0] = live[sent:]
-                peer.stuck, peer.connected = True, False
-                peer.retry = self._loop.call_later(self._retry_ivl, self._unstick, peer)  # type: ignore[union-attr]
-                break
-            except zmq.ZMQError as exc:
-                log.warning("send to %s failed: %s", peer.addr, exc)
-                stats.dropped += count
-            else:
-                peer.connected = True
-                stats.frames_out += 1
-                stats.messages_out += count
-            sent += count
+        if not peer.flush(self._codec, now, self._waiting, self.stats):
+            # ZeroMQ refused: wait for the FD to report the socket writable,
+            # with a timer as a fallback
+            peer.retry = self._loop.call_later(self._retry_ivl, self._unstick, peer)  # type: ignore[union-attr]
         self._on_peer_events(peer)  # a send can swallow the FD's edge
 
     def _unstick(self, peer: Peer) -> None:

@@ -39,7 +39,8 @@ def _bad_frames(rng: random.Random, count: int) -> list[list[bytes]]:
         lambda: [b"\x92\x01\x91\x95\x00\x01\xa1t\xc0\xc6\x7f\xff\xff\xff"],  # huge bin length
         lambda: [b"\x92\x01" + b"\x91" * rng.randrange(1000, 5000)],  # depth bomb
         lambda: [_pack([1, [[REQUEST, rng.randrange(1, 2**32), "no.such.type", None, []]]])],
-        lambda: [_pack([1, [[REQUEST, rng.randrange(1, 2**32), Echo.TYPE, None, rng.choice([[1, 2], [b"a"], "x", None])]]])],
+        lambda: [_pack([1, [[REQUEST, rng.randrange(1, 2**32), Echo.TYPE, None,
+                             rng.choice([[1, 2], [b"a"], "x", None])]]])],  # invalid body
         lambda: [_pack([rng.choice([0, 2, 99]), [[REQUEST, 1, Echo.TYPE, None, [b"a", 1]]]])],  # unknown version
         lambda: [_pack([1, [[REPLY, 3, Echo.TYPE, None, [b"a", 1]]]])],  # replies do not go to a ROUTER
         lambda: [b"", b"two parts"],

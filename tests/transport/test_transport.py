@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 
 import msgpack
@@ -35,6 +36,14 @@ class Note(wire.Message):
     n: int
 
 
+@wire.message("transport_test.steps")
+class Steps(wire.Message):
+    how: str
+
+
+LEAK: contextvars.ContextVar[str] = contextvars.ContextVar("transport_test_leak", default="clean")
+
+
 class Server:
     """A handler with knobs: echo, typed failures, requests that wait on a gate."""
 
@@ -62,6 +71,21 @@ class Server:
         if isinstance(msg, Wait):
             await self.gates.setdefault(msg.key, asyncio.Event()).wait()
             return Echo(msg.key.encode())
+        if isinstance(msg, Steps):
+            seen = f"{LEAK.get()}/{current_deadline() is not None}"
+            LEAK.set("dirty")  # must not be visible to the next message
+            if msg.how == "yield":
+                await asyncio.sleep(0)
+            elif msg.how == "sleep":
+                await asyncio.sleep(0.01)
+            elif msg.how == "future":
+                fut = asyncio.get_running_loop().create_future()
+                asyncio.get_running_loop().call_soon(fut.set_result, None)
+                await fut
+            elif msg.how == "raise-later":
+                await asyncio.sleep(0)
+                raise errors.NotFound("late failure")
+            return Echo(seen.encode())
         if isinstance(msg, Note):
             self.notes.append(msg.n)
             if len(self.notes) >= self.expect_notes:
@@ -186,6 +210,27 @@ def test_slow_handler_does_not_block_others_and_deadline_is_visible(run):
     run(main())
 
 
+def test_handlers_that_wait_in_different_ways(run):
+    async def main():
+        server, client = await pair()
+        raw = RawPeer(server.address)
+        try:
+            hows = ["sync", "yield", "sleep", "future"] * 10
+            replies = await asyncio.gather(*(client.request(server.address, Steps(h), 5) for h in hows))
+            assert replies == [Echo(b"clean/True")] * len(hows)
+            with pytest.raises(errors.NotFound, match="late failure"):
+                await client.request(server.address, Steps("raise-later"), 5)
+            await raw.send([REQUEST, 1, Steps.TYPE, None, ["sync"]])  # no budget: no deadline
+            (env,) = await raw.recv()
+            assert env.message() == Echo(b"clean/False")
+        finally:
+            raw.close()
+            await client.stop()
+            await server.stop()
+
+    run(main())
+
+
 def test_timeout_when_peer_does_not_answer(run):
     async def main():
         server, client = await pair()
@@ -198,6 +243,35 @@ def test_timeout_when_peer_does_not_answer(run):
         finally:
             await client.stop()
             await server.stop()  # cancels the handler still waiting: no leaked task
+
+    run(main())
+
+
+def test_timeouts_fire_on_time_among_many_answered_requests(run):
+    async def main():
+        server, client = await pair()
+        try:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            stuck = [
+                asyncio.ensure_future(client.request(server.address, Wait(f"w{i}"), 0.2 + i / 100)) for i in range(30)
+            ]
+            todo = list(range(3000))
+
+            async def worker():
+                while todo:
+                    i = todo.pop()
+                    assert await client.request(server.address, Echo(b"%d" % i), 10) == Echo(b"%d" % i)
+
+            await asyncio.gather(*(worker() for _ in range(100)))
+            for i, fut in enumerate(stuck):
+                with pytest.raises(errors.Timeout):
+                    await fut
+                assert loop.time() - t0 >= 0.2 + i / 100
+            assert len(client._deadlines) < 2000  # finished requests do not pile up
+        finally:
+            await client.stop()
+            await server.stop()
 
     run(main())
 
@@ -229,6 +303,30 @@ def test_request_waits_for_a_peer_that_starts_late(run):
                 assert await asyncio.wait_for(pending, 10) == Echo(b"late")
         finally:
             await client.stop()
+
+    run(main())
+
+
+def test_client_recovers_when_the_peer_restarts(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        first = Transport("tcp://127.0.0.1:0", Server())
+        await first.start()
+        addr = first.address
+        try:
+            async with Transport(None, reconnect_ivl=0.02) as client:
+                assert await client.request(addr, Echo(b"1"), 5) == Echo(b"1")
+                await first.stop()
+                async with Transport(addr, Server()):
+                    give_up = loop.time() + 10
+                    while True:  # a request sent into the dying connection is lost: retry
+                        try:
+                            assert await client.request(addr, Echo(b"2"), 0.3) == Echo(b"2")
+                            break
+                        except errors.Timeout:
+                            assert loop.time() < give_up
+        finally:
+            await first.stop()
 
     run(main())
 

@@ -1,0 +1,81 @@
+"""``ringkv serve``: run one cluster node in the foreground.
+
+The node runs on this process's asyncio loop until SIGINT or SIGTERM (a
+clean stop, exit 0) or until it leaves the cluster (``ringkv leave``). The
+first line on stdout, ``ringkv node ID listening on ADDR``, says it serves
+requests: scripts and tests wait for it. Membership and liveness changes are
+logged to stderr, one timestamped line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+import ringkv
+from ringkv.cli import exits
+from ringkv.cli.target import ENV_DATA_DIR
+
+__all__ = ["register", "serve"]
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run a cluster node in the foreground",
+        description=__doc__.splitlines()[0].strip("`: ") + ". Stop it with Ctrl-C or SIGTERM.",
+    )
+    p.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS, help=f"the node's data directory, created if missing (env {ENV_DATA_DIR})")
+    p.add_argument("--listen", metavar="ADDR", default="tcp://127.0.0.1:7100", help="ZeroMQ endpoint to listen on; port 0 picks a free one (default: %(default)s)")
+    p.add_argument("--seed", metavar="ADDR", action="append", default=[], help="address of a member to join through (repeatable)")
+    p.add_argument("--node-id", metavar="ID", help="fixed node id (default: made once and kept in the data directory)")
+    p.add_argument("--vnodes", type=int, metavar="N", default=128, help="ring tokens for a new node (default: %(default)s)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="stderr log level (default: %(default)s)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    data_dir = getattr(args, "data_dir", None) or os.environ.get(ENV_DATA_DIR)
+    if not data_dir:
+        raise exits.UsageError(f"serve needs --data-dir DIR (or {ENV_DATA_DIR})")
+    if getattr(args, "connect", None):
+        raise exits.UsageError("serve runs a node; --connect does not apply")
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format=LOG_FORMAT)
+    node = ringkv.Node(data_dir, listen=args.listen, seeds=args.seed, node_id=args.node_id, vnodes=args.vnodes)
+    return asyncio.run(serve(node))
+
+
+async def serve(node: ringkv.Node) -> int:
+    """Start ``node``, announce it, and run it until a signal or until it leaves."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        starting = asyncio.ensure_future(node.astart())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # a signal during the join: give up quietly
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return exits.OK
+        starting.result()  # raises the start error (address in use, no seed...)
+        sys.stdout.write(f"ringkv node {node.node_id} listening on {node.address}\n")
+        sys.stdout.flush()
+        left = asyncio.ensure_future(node.server.wait_stopped())
+        await asyncio.wait([stopping, left], return_when=asyncio.FIRST_COMPLETED)
+        if left.done() and not stopping.done():
+            logging.getLogger("ringkv.node").info("node %s left the cluster; stopping", node.node_id)
+        for t in (stopping, left):
+            t.cancel()
+        await node.astop()
+        return exits.OK
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
