@@ -16,18 +16,32 @@ from cachetools import TTLCache
 
 from ringkv.codec import decode_record, encode_record
 from ringkv.errors import BadRequest, QuorumError, RingKVError, Timeout, TooLarge, Unavailable
-from ringkv.hashing import storage_key as _skey
 from ringkv.keys import as_optional_count, check_timestamp
 from ringkv.keyspaces import KeyspaceInfo
 from ringkv.quorum.dvv import DVVSet, decode_context, encode_context
 from ringkv.quorum.hints import HintStore
 from ringkv.quorum.messages import KvDone, KvGet, KvPut, KvResult, ReplicaPut, ReplicaRead, ReplicaRecord
 from ringkv.quorum.plan import Tally, merge_records, next_fallback, stale_replicas, write_targets
-from ringkv.quorum.replica import LocalReplica
-from ringkv.storage import keyspace_cf
+from ringkv.quorum.replica import Extra, LocalReplica
+from ringkv.quorum.tables import Table, resolve_table
 from ringkv.wire import Message
 
 __all__ = ["Coordinator", "ClusterView"]
+
+
+def _chain(extras: list) -> Extra:
+    """One ``extra`` hook running several (``None`` entries skipped)."""
+    hooks = [e for e in extras if e is not None]
+    if not hooks:
+        return None
+    if len(hooks) == 1:
+        return hooks[0]
+
+    def run(batch, old, new) -> None:
+        for h in hooks:
+            h(batch, old, new)
+
+    return run
 
 log = logging.getLogger("ringkv.quorum")
 
@@ -68,6 +82,8 @@ class Coordinator:
         self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
         self._background: set[asyncio.Task] = set()
         self.stats = {"read_repairs": 0, "hinted_writes": 0, "hints_delivered": 0, "forwarded": 0}
+        #: ``{is_feed: hook(table, key) -> Extra}``: companion writes per kind of table.
+        self.table_hooks: dict[bool, Callable[[Table, bytes], Extra]] = {}
 
     # -- helpers ---------------------------------------------------------
 
@@ -99,16 +115,21 @@ class Coordinator:
 
     # -- writes ----------------------------------------------------------
 
-    async def put(self, req: KvPut, deadline: float) -> KvDone:
-        info = self.view.keyspace(req.keyspace)
+    def table(self, name: str) -> Table:
+        return resolve_table(name, self.view.keyspace)
+
+    async def put(self, req: KvPut, deadline: float, *, extra: Extra = None) -> KvDone:
+        """Coordinate a write; ``extra`` adds companion writes to the local batch."""
+        table = self.table(req.keyspace)
+        info = table.info
         self._check_key(req.key)
         if req.value is not None and len(req.value) > self.max_value_size:
             raise TooLarge(f"value is {len(req.value)} bytes; the limit is {self.max_value_size}")
         w = as_optional_count(req.w, "w", info.n) or info.w
         ctx = None if req.context is None else decode_context(req.context)
-        if req.timestamp is not None and not info.lww:
+        if req.timestamp is not None and not table.lww:
             raise BadRequest("timestamp= is only meaningful in lww keyspaces")
-        walk = self.view.walk(req.key)
+        walk = self.view.walk(table.place(req.key))
         me = self.view.node_id
         preferred = walk[: info.n]
         if me not in preferred:
@@ -123,27 +144,27 @@ class Coordinator:
                         continue  # not delivered: another replica may coordinate
                     # A Timeout propagates: the write may have been applied there, and
                     # coordinating it again elsewhere would make it a second version.
-        cf = keyspace_cf(info.name)
         rec = self._recent.get(req.request_id) if req.request_id else None
         if rec is None:
             hint_for = None
             if me not in preferred:  # every owner unreachable: hold the write as a fallback
                 hint_for = next((m for m in preferred if not self.view.is_alive(m)), preferred[0] if preferred else None)
-            extra = self._hint_extra(hint_for, info.name, req.key) if hint_for else None
+            extras = [extra, self.table_extra(table, req.key), self._hint_extra(hint_for, table.wire_name, req.key) if hint_for else None]
             ts = None if req.timestamp is None else check_timestamp(req.timestamp)
-            rec = self.replica.write(cf, req.key, req.value, ctx, lww=info.lww, timestamp=ts, extra=extra)
+            rec = self.replica.write(table.cf, table.skey(req.key), req.value, ctx, lww=table.lww, timestamp=ts, extra=_chain(extras))
             if req.request_id:
                 self._recent[req.request_id] = rec
-        return await self._replicate(info, req.key, rec, walk, w, deadline)
+        return await self._replicate(table, req.key, rec, walk, w, deadline)
 
-    def _hint_extra(self, target: str, keyspace: str, key: bytes):
-        def extra(batch, rec: DVVSet) -> None:
-            self.hints.add(batch, target, keyspace, key, self.replica.hlc.now())
+    def _hint_extra(self, target: str, wire_name: str, key: bytes) -> Extra:
+        def extra(batch, old, new: DVVSet) -> None:
+            self.hints.add(batch, target, wire_name, key, self.replica.hlc.now())
             self.stats["hinted_writes"] += 1
 
         return extra
 
-    async def _replicate(self, info: KeyspaceInfo, key: bytes, rec: DVVSet, walk: list[str], w: int, deadline: float) -> KvDone:
+    async def _replicate(self, table: Table, key: bytes, rec: DVVSet, walk: list[str], w: int, deadline: float) -> KvDone:
+        info = table.info
         me = self.view.node_id
         raw = encode_record(rec)
         targets = write_targets(walk, info.n, me, self.view.is_alive)
@@ -153,7 +174,7 @@ class Coordinator:
         pending: dict[asyncio.Future, tuple[str, Optional[str]]] = {}
 
         def launch(node: str, hint_for: Optional[str]) -> None:
-            fut = asyncio.ensure_future(self._call(node, ReplicaPut(info.name, key, raw, hint_for), deadline))
+            fut = asyncio.ensure_future(self._call(node, ReplicaPut(table.wire_name, key, raw, hint_for), deadline))
             pending[fut] = (node, hint_for)
 
         for node, hint_for in targets:
@@ -197,21 +218,25 @@ class Coordinator:
     # -- reads -----------------------------------------------------------
 
     async def get(self, req: KvGet, deadline: float) -> KvResult:
-        info = self.view.keyspace(req.keyspace)
-        self._check_key(req.key)
-        r = as_optional_count(req.r, "r", info.n) or info.r
-        preferred = self.view.walk(req.key)[: info.n]
+        merged = await self.read(self.table(req.keyspace), req.key, req.r, deadline)
+        return KvResult(merged.values, encode_context(merged.clock), merged.timestamp)
+
+    async def read(self, table: Table, key: bytes, r: Optional[int], deadline: float) -> DVVSet:
+        """Quorum read of one record: merged from R replicas, stale ones repaired after."""
+        info = table.info
+        self._check_key(key)
+        r = as_optional_count(r, "r", info.n) or info.r
+        preferred = self.view.walk(table.place(key))[: info.n]
         me = self.view.node_id
         tally = Tally(r, len(preferred))
         records: dict[str, Optional[DVVSet]] = {}
         pending: dict[asyncio.Future, str] = {}
-        cf = keyspace_cf(info.name)
         for node in preferred:
             if node == me:
-                records[me] = self.replica.read(cf, req.key)
+                records[me] = self.replica.read(table.cf, table.skey(key))
                 tally.success(me)
             elif self.view.is_alive(node):
-                pending[asyncio.ensure_future(self._call(node, ReplicaRead(info.name, req.key), deadline))] = node
+                pending[asyncio.ensure_future(self._call(node, ReplicaRead(table.wire_name, key), deadline))] = node
             else:
                 tally.failure(node)
 
@@ -238,17 +263,17 @@ class Coordinator:
             for fut in pending:
                 fut.cancel()
             raise QuorumError(acks=len(tally.ok), required=r, failed=tally.failed + list(pending.values()))
-        merged = merge_records(records.values(), info.lww)
-        self._spawn(self._read_repair(info, req.key, records, pending, collect, deadline))
-        return KvResult(merged.values, encode_context(merged.clock), merged.timestamp)
+        merged = merge_records(records.values(), table.lww)
+        self._spawn(self._read_repair(table, key, records, pending, collect, deadline))
+        return merged
 
-    async def _read_repair(self, info, key, records, pending, collect, deadline) -> None:
+    async def _read_repair(self, table: Table, key, records, pending, collect, deadline) -> None:
         if pending:
             done, _ = await asyncio.wait(pending, timeout=max(0.0, self._remaining(deadline)))
             collect(done)
             for fut in list(pending):
                 fut.cancel()
-        merged = merge_records(records.values(), info.lww)
+        merged = merge_records(records.values(), table.lww)
         stale = stale_replicas(records, merged)
         if not stale:
             return
@@ -257,27 +282,35 @@ class Coordinator:
         for node in stale:
             self.stats["read_repairs"] += 1
             if node == self.view.node_id:
-                self.replica.apply(keyspace_cf(info.name), key, merged, lww=info.lww)
+                self.apply(table, key, merged)
                 continue
             try:
-                await self._call(node, ReplicaPut(info.name, key, raw, None), repair_deadline)
+                await self._call(node, ReplicaPut(table.wire_name, key, raw, None), repair_deadline)
             except RingKVError:
                 pass  # anti-entropy or the next read will try again
 
     # -- replica side ----------------------------------------------------
 
+    def apply(self, table: Table, key: bytes, rec: DVVSet, extra: Extra = None) -> DVVSet:
+        """Merge a record into the local replica (feeds keep their length in step)."""
+        return self.replica.apply(table.cf, table.skey(key), rec, lww=table.lww, extra=_chain([extra, self.table_extra(table, key)]))
+
+    def table_extra(self, table: Table, key: bytes) -> Extra:
+        """Companion writes every record of ``table`` needs (set by the feeds layer)."""
+        hook = self.table_hooks.get(table.feed)
+        return hook(table, key) if hook is not None else None
+
     def on_replica_put(self, msg: ReplicaPut) -> None:
-        info = self.view.keyspace(msg.keyspace)
+        table = self.table(msg.keyspace)
         rec = decode_record(msg.record)
         extra = None
         if msg.hint_for is not None and msg.hint_for != self.view.node_id:
-            extra = self._hint_extra(msg.hint_for, info.name, msg.key)
-        self.replica.apply(keyspace_cf(info.name), msg.key, rec, lww=info.lww, extra=extra)
+            extra = self._hint_extra(msg.hint_for, table.wire_name, msg.key)
+        self.apply(table, msg.key, rec, extra)
 
     def on_replica_read(self, msg: ReplicaRead) -> ReplicaRecord:
-        info = self.view.keyspace(msg.keyspace)
-        raw = self.replica.storage.get(keyspace_cf(info.name), _skey(msg.key))
-        return ReplicaRecord(raw)
+        table = self.table(msg.keyspace)
+        return ReplicaRecord(self.replica.storage.get(table.cf, table.skey(msg.key)))
 
     # -- hinted handoff --------------------------------------------------
 
@@ -293,11 +326,11 @@ class Coordinator:
                 continue
             for hkey, stamp, keyspace, key in list(self.hints.for_target(target, batch)):
                 try:
-                    info = self.view.keyspace(keyspace)
+                    table = self.table(keyspace)
                 except RingKVError:
                     self.hints.delivered(hkey, stamp)  # keyspace dropped: nothing to deliver
                     continue
-                rec = self.replica.storage.get(keyspace_cf(info.name), _skey(key))
+                rec = self.replica.storage.get(table.cf, table.skey(key))
                 if rec is not None:
                     try:
                         await self._request(addr, ReplicaPut(keyspace, key, rec, None), timeout)

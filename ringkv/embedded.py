@@ -91,7 +91,7 @@ class EmbeddedKeyspace(KeyspaceAPI):
                 raise BadRequest("timestamp= is only meaningful in lww keyspaces")
             ts = check_timestamp(timestamp)
         try:
-            self._replica.write_table(self._table, hash64_bytes(key) + key, value, ctx, self._lww, ts)
+            self._replica.write(self._cf, hash64_bytes(key) + key, value, ctx, lww=self._lww, timestamp=ts)
         except Exception as exc:
             raise self._failed(exc) from None
 

@@ -33,6 +33,20 @@ from ringkv.gossip import (
     MetadataChanged,
     Send,
 )
+from ringkv.feeds.ids import EntryIds
+from ringkv.feeds.messages import (
+    FeedAppend,
+    FeedGet,
+    FeedLength,
+    FeedList,
+    FeedRemove,
+    FeedReplicaLength,
+    FeedReplicaList,
+    FeedReplicaScan,
+    FeedScan,
+)
+from ringkv.feeds.service import FeedService
+from ringkv.feeds.store import FeedStore
 from ringkv.identity import mark_clean_shutdown, open_identity
 from ringkv.keyspaces import DEFAULT_KEYSPACE, KeyspaceInfo, check_name
 from ringkv.node_messages import (
@@ -60,6 +74,7 @@ from ringkv.quorum.messages import (
     ReplicaRecord,
 )
 from ringkv.quorum.replica import LocalReplica
+from ringkv.quorum.tables import feed_cf
 from ringkv.ring import Ring, allocate_tokens
 from ringkv.storage import Storage, keyspace_cf
 from ringkv.transport import Transport, current_deadline
@@ -149,6 +164,15 @@ class NodeServer:
             NodeStats: self._on_stats,
             RemoveMember: self._on_remove,
             Leave: self._on_leave,
+            FeedAppend: self._deadlined(lambda m, d: self.feeds.append(m, d)),
+            FeedScan: self._deadlined(lambda m, d: self.feeds.scan(m, d)),
+            FeedGet: self._deadlined(lambda m, d: self.feeds.get(m, d)),
+            FeedRemove: self._deadlined(lambda m, d: self.feeds.remove(m, d)),
+            FeedLength: self._deadlined(lambda m, d: self.feeds.length(m, d)),
+            FeedList: self._deadlined(lambda m, d: self.feeds.feeds(m, d)),
+            FeedReplicaScan: self._immediate(lambda m: self.feeds.replica_scan(m)),
+            FeedReplicaLength: self._immediate(lambda m: self.feeds.replica_length(m)),
+            FeedReplicaList: self._immediate(lambda m: self.feeds.replica_list(m)),
         }
 
     # -- lifecycle -------------------------------------------------------
@@ -193,6 +217,7 @@ class NodeServer:
             self, replica, self.hints, self.transport.request,
             max_value_size=cfg.store.max_value_size, max_key_size=cfg.store.max_key_size,
         )
+        self.feeds = FeedService(self.coordinator, FeedStore(storage), EntryIds(self.node_id, replica.hlc), self.transport.request)
         self._rebuild_ring()
         self._tasks.append(asyncio.ensure_future(self._gossip_loop()))
         self._tasks.append(asyncio.ensure_future(self._hint_loop()))
@@ -298,12 +323,14 @@ class NodeServer:
         storage = self.storage
         assert storage is not None
         storage.create_cf(keyspace_cf(DEFAULT_KEYSPACE))
+        storage.create_cf(feed_cf(DEFAULT_KEYSPACE))
         for _, raw in storage.scan("_meta", _KS_LOCAL, _KS_LOCAL[:-1] + b";"):
             d = msgpack.unpackb(raw)
             info = KeyspaceInfo.from_dict(d)
             self._keyspaces[info.name] = info
             self._ks_uids[info.name] = d.get("uid")
             storage.create_cf(keyspace_cf(info.name))
+            storage.create_cf(feed_cf(info.name))
 
     def _on_metadata(self, key: str, value: Any) -> None:
         if not key.startswith(_KS_META):
@@ -320,6 +347,7 @@ class NodeServer:
             storage.write(b, sync=True)
             if name != DEFAULT_KEYSPACE:
                 storage.drop_cf(keyspace_cf(name))
+                storage.drop_cf(feed_cf(name))
             return
         try:
             info = KeyspaceInfo.from_dict(value)
@@ -331,7 +359,9 @@ class NodeServer:
             return
         if name in self._keyspaces and name != DEFAULT_KEYSPACE:
             storage.drop_cf(keyspace_cf(name))  # dropped and re-created while we were away
+            storage.drop_cf(feed_cf(name))
         storage.create_cf(keyspace_cf(name))
+        storage.create_cf(feed_cf(name))
         storage.meta_put(_KS_LOCAL + name.encode(), msgpack.packb(dict(info.to_dict(), uid=uid)))
         self._keyspaces[name] = info
         self._ks_uids[name] = uid
@@ -379,6 +409,19 @@ class NodeServer:
         if handler is None:
             raise BadRequest(f"{msg.TYPE} is not a request this node serves")
         return await handler(msg)
+
+    def _deadlined(self, fn):
+        async def handler(msg):
+            return await fn(msg, self._deadline())
+
+        return handler
+
+    @staticmethod
+    def _immediate(fn):
+        async def handler(msg):
+            return fn(msg)
+
+        return handler
 
     def _deadline(self) -> float:
         """When work on the current request must end.

@@ -1,0 +1,80 @@
+"""Local storage of feeds: entry ranges, per-feed lengths, the list of feeds.
+
+Entries live in the keyspace's feed column family under the feed's prefix
+(see :mod:`ringkv.quorum.tables`), so one feed is one ordered range scan. A
+feed's length is a counter kept beside it and changed in the same WriteBatch
+as the entry that changes it: appends and removes never count by scanning.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+from ringkv.codec import decode_record
+from ringkv.quorum.dvv import DVVSet
+from ringkv.quorum.replica import Extra
+from ringkv.quorum.tables import ENTRY_ID_LEN, Table, feed_prefix, split_feed_key
+from ringkv.storage import META_CF, Storage
+
+__all__ = ["FeedStore"]
+
+_LEN = b"feedlen:"
+
+
+def _live(rec: Optional[DVVSet]) -> bool:
+    return rec is not None and not rec.is_deleted
+
+
+class FeedStore:
+    """Feed scans and lengths on one node's storage."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _len_key(keyspace: str, feed: bytes) -> bytes:
+        return _LEN + keyspace.encode() + b"\0" + feed
+
+    def length(self, keyspace: str, feed: bytes) -> int:
+        raw = self.storage.get(META_CF, self._len_key(keyspace, feed))
+        return int.from_bytes(raw, "big", signed=True) if raw else 0
+
+    def length_extra(self, table: Table, key: bytes) -> Extra:
+        """Keeps the feed's length in step with one entry's record, in its batch."""
+        feed, _ = split_feed_key(key)
+        lkey = self._len_key(table.info.name, feed)
+
+        def extra(batch, old: Optional[DVVSet], new: DVVSet) -> None:
+            delta = _live(new) - _live(old)
+            if delta:
+                with self._lock:
+                    cur = self.length(table.info.name, feed)
+                    batch.put(META_CF, lkey, max(0, cur + delta).to_bytes(8, "big", signed=True))
+
+        return extra
+
+    def feeds(self, keyspace: str) -> list[tuple[str, int]]:
+        """``(feed, length)`` of every feed this node holds entries of."""
+        prefix = _LEN + keyspace.encode() + b"\0"
+        out = []
+        for k, v in self.storage.scan(META_CF, prefix, prefix[:-1] + b"\x01"):
+            out.append((k[len(prefix):].decode("utf-8", "replace"), int.from_bytes(v, "big", signed=True)))
+        return out
+
+    def scan(self, table: Table, feed: bytes, after: Optional[bytes], reverse: bool, limit: int) -> list[tuple[bytes, DVVSet]]:
+        """Up to ``limit`` ``(entry key, record)`` pairs after ``after`` (exclusive), tombstones included."""
+        prefix = feed_prefix(feed)
+        lo, hi = prefix, prefix + b"\xff" * (ENTRY_ID_LEN + 1)
+        if after is not None:
+            if reverse:
+                hi = prefix + after
+            else:
+                lo = prefix + after + b"\x00"
+        out = []
+        for skey, raw in self.storage.scan(table.cf, lo, hi, reverse=reverse, chunk=limit):
+            out.append((skey[8:], decode_record(raw)))
+            if len(out) >= limit:
+                break
+        return out
