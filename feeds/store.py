@@ -31,7 +31,8 @@ class FeedStore:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self._lock = threading.Lock()
+        #: Held by writers that update a length from several threads (the embedded database).
+        self.lock = threading.RLock()
 
     @staticmethod
     def _len_key(keyspace: str, feed: bytes) -> bytes:
@@ -49,7 +50,7 @@ class FeedStore:
         def extra(batch, old: Optional[DVVSet], new: DVVSet) -> None:
             delta = _live(new) - _live(old)
             if delta:
-                with self._lock:
+                with self.lock:
                     cur = self.length(table.info.name, feed)
                     batch.put(META_CF, lkey, max(0, cur + delta).to_bytes(8, "big", signed=True))
 

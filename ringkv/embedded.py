@@ -24,6 +24,10 @@ from ringkv.keyspaces import DEFAULT_KEYSPACE, KeyspaceInfo, check_name
 from ringkv.quorum.dvv import decode_context
 from ringkv.quorum.replica import LocalReplica
 from ringkv.result import Result
+from ringkv.feeds.ids import EntryIds
+from ringkv.feeds.local import EmbeddedFeed
+from ringkv.feeds.store import FeedStore
+from ringkv.quorum.tables import feed_cf
 from ringkv.storage import META_CF, Storage, keyspace_cf
 
 __all__ = ["Database", "EmbeddedKeyspace", "open"]
@@ -110,6 +114,15 @@ class EmbeddedKeyspace(KeyspaceAPI):
         for k, _ in self.items():
             yield k
 
+    def feed(self, name: str | bytes) -> EmbeddedFeed:
+        """A feed of this keyspace (created by its first append)."""
+        return EmbeddedFeed(self._db, self.name, name)
+
+    def feeds(self) -> list[str]:
+        """Names of the feeds in this keyspace that hold entries (or did)."""
+        self._db._check_open()
+        return [name for name, _ in self._db._feed_store.feeds(self.name)]
+
 
 class Database(DatabaseAPI):
     """An embedded ringkv database in one data directory."""
@@ -123,15 +136,18 @@ class Database(DatabaseAPI):
             self._storage.close()
             raise
         self._replica = LocalReplica(self._storage, self.identity.actor)
+        self._feed_store = FeedStore(self._storage)
+        self._feed_ids = EntryIds(self.identity.node_id, self._replica.hlc)
         self._max_key = self.options.max_key_size
         self._max_value = self.options.max_value_size
         self._lock = threading.RLock()
         self._keyspaces: dict[str, EmbeddedKeyspace] = {}
         for raw_key, raw in self._storage.scan(META_CF, _KS_PREFIX, _KS_PREFIX[:-1] + b";"):
             info = KeyspaceInfo.from_dict(msgpack.unpackb(raw))
+            self._storage.create_cf(feed_cf(info.name))
             self._keyspaces[info.name] = EmbeddedKeyspace(self, info)
         for cf in self._storage.cf_names():
-            if cf.startswith("ks.") and cf[3:] not in self._keyspaces:
+            if cf[:3] in ("ks.", "fd.") and cf[3:] not in self._keyspaces:
                 self._storage.drop_cf(cf)
         if DEFAULT_KEYSPACE not in self._keyspaces:
             self._create(KeyspaceInfo(DEFAULT_KEYSPACE, n=1, r=1, w=1))
@@ -158,6 +174,7 @@ class Database(DatabaseAPI):
 
     def _create(self, info: KeyspaceInfo) -> None:
         self._storage.create_cf(keyspace_cf(info.name))
+        self._storage.create_cf(feed_cf(info.name))
         self._storage.meta_put(_KS_PREFIX + info.name.encode(), msgpack.packb(info.to_dict()))
         self._keyspaces[info.name] = EmbeddedKeyspace(self, info)
 
@@ -195,6 +212,14 @@ class Database(DatabaseAPI):
             self._storage.write(b, sync=True)
             del self._keyspaces[name]
             self._storage.drop_cf(ks._cf)
+            self._storage.drop_cf(feed_cf(name))
+
+    def feed(self, name: str | bytes) -> EmbeddedFeed:
+        """A feed of the default keyspace (created by its first append)."""
+        return self._default.feed(name)
+
+    def feeds(self) -> list[str]:
+        return self._default.feeds()
 
     def close(self) -> None:
         with self._lock:

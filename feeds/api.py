@@ -1,0 +1,254 @@
+"""The feed surface shared by the embedded database and cluster clients.
+
+A backend implements a handful of page-level calls; iteration, cursors,
+``follow`` (tail -f), ``trim`` and the async twins are derived here once.
+Paging state lives in :class:`Pager`, so the sync and async loops are thin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Iterator, Optional
+
+from ringkv.errors import BadRequest, WrongType
+from ringkv.feeds.ids import format_id, parse_id
+
+__all__ = ["Entry", "Pager", "FeedAPI", "AsyncFeedAPI", "Page", "check_limit"]
+
+#: ``(entries as (raw id, data), cursor raw id or None, more)``
+Page = tuple[list[tuple[bytes, bytes]], Optional[bytes], bool]
+
+PAGE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One feed entry. ``prev_id``/``next_id`` are set by ``get`` (linked-list navigation)."""
+
+    id: str
+    data: bytes
+    prev_id: Optional[str] = None
+    next_id: Optional[str] = None
+
+
+def check_limit(limit: object) -> Optional[int]:
+    if limit is None:
+        return None
+    if type(limit) is not int:
+        raise WrongType(f"limit must be an int, not {type(limit).__name__}")
+    if limit < 0:
+        raise BadRequest("limit must be >= 0")
+    return limit
+
+
+def _opt_id(entry_id: Optional[str]) -> Optional[str]:
+    return None if entry_id is None else format_id(entry_id) if isinstance(entry_id, bytes) else entry_id
+
+
+class Pager:
+    """Walks a feed page by page from an exclusive cursor; yields at most ``limit``."""
+
+    def __init__(self, start: Optional[str], reverse: bool, limit: Optional[int]) -> None:
+        self.after = None if start is None else parse_id(start)
+        self.reverse = bool(reverse)
+        self.left = check_limit(limit)
+        self.done = self.left == 0
+
+    def request(self) -> tuple[Optional[bytes], bool, int]:
+        size = PAGE_SIZE if self.left is None else max(1, min(PAGE_SIZE, self.left))
+        return self.after, self.reverse, size
+
+    def take(self, page: Page) -> list[Entry]:
+        entries, cursor, more = page
+        if self.left is not None:
+            entries = entries[: self.left]
+            self.left -= len(entries)
+        out = [Entry(format_id(eid), data) for eid, data in entries]
+        if entries:
+            self.after = entries[-1][0]
+        elif cursor is not None:
+            self.after = cursor
+        self.done = self.left == 0 or not more
+        return out
+
+
+class FeedAPI:
+    """A feed (sync); backends implement ``append``, ``_page``, ``_get``, ``remove``, ``length``."""
+
+    name: str
+
+    def append(self, data: bytes | str, *, w: Optional[int] = None) -> str:
+        raise NotImplementedError
+
+    def _page(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Page:
+        raise NotImplementedError
+
+    def _get(self, entry_id: bytes, r: Optional[int]) -> tuple[Optional[bytes], Optional[bytes], Optional[bytes]]:
+        """``(data or None, prev raw id, next raw id)``."""
+        raise NotImplementedError
+
+    def remove(self, entry_id: str, *, w: Optional[int] = None) -> None:
+        raise NotImplementedError
+
+    def length(self, *, r: Optional[int] = None) -> int:
+        raise NotImplementedError
+
+    # -- derived -----------------------------------------------------------
+
+    def get(self, entry_id: str, *, r: Optional[int] = None) -> Optional[Entry]:
+        """The entry with its live neighbours' ids, or None if it does not exist (or was removed)."""
+        raw = parse_id(entry_id)
+        data, prev_id, next_id = self._get(raw, r)
+        if data is None:
+            return None
+        return Entry(format_id(raw), data, _opt_id(prev_id), _opt_id(next_id))
+
+    def iterate(self, start: Optional[str] = None, reverse: bool = False, limit: Optional[int] = None, *, r: Optional[int] = None) -> Iterator[Entry]:
+        """Live entries in order (newest first with ``reverse``), after ``start`` (exclusive).
+
+        Any entry's ``id`` is a cursor: pass it as ``start`` to resume right after it.
+        """
+        pager = Pager(start, reverse, limit)
+        while not pager.done:
+            after, rev, size = pager.request()
+            yield from pager.take(self._page(after, rev, size, r))
+
+    def __iter__(self) -> Iterator[Entry]:
+        return self.iterate()
+
+    def all(self) -> list[Entry]:
+        return list(self.iterate())
+
+    def last(self) -> Optional[Entry]:
+        return next(iter(self.iterate(reverse=True, limit=1)), None)
+
+    def trim(self, *, keep_last: Optional[int] = None, before: Optional[str] = None) -> int:
+        """Remove old entries: all but the newest ``keep_last``, or all before ``before``. Returns how many."""
+        doomed = _doomed(self, keep_last, before)
+        for eid in doomed:
+            self.remove(eid)
+        return len(doomed)
+
+    def follow(self, start: Optional[str] = None, *, poll: float = 0.2, timeout: Optional[float] = None) -> Iterator[Entry]:
+        """Entries appended after ``start`` (default: after the current tail), waiting for new ones.
+
+        Stops after ``timeout`` seconds without a new entry (None: never).
+        """
+        cursor = start if start is not None else _tail_id(self.last())
+        idle_since = time.monotonic()
+        while True:
+            got = False
+            for entry in self.iterate(cursor):
+                got = True
+                cursor = entry.id
+                yield entry
+            if got:
+                idle_since = time.monotonic()
+            elif timeout is not None and time.monotonic() - idle_since >= timeout:
+                return
+            else:
+                time.sleep(poll)  # polling interval of a tail -f, not a test wait
+
+
+def _tail_id(entry: Optional[Entry]) -> Optional[str]:
+    return entry.id if entry is not None else None
+
+
+def _doomed(feed: FeedAPI, keep_last: Optional[int], before: Optional[str]) -> list[str]:
+    if (keep_last is None) == (before is None):
+        raise BadRequest("trim takes exactly one of keep_last= or before=")
+    if keep_last is not None:
+        if check_limit(keep_last) is None:
+            raise BadRequest("keep_last must be an int >= 0")
+        return [e.id for i, e in enumerate(feed.iterate(reverse=True)) if i >= keep_last]
+    bound = parse_id(before)
+    out = []
+    for e in feed.iterate():
+        if parse_id(e.id) >= bound:
+            break
+        out.append(e.id)
+    return out
+
+
+class AsyncFeedAPI:
+    """A feed (async); backends implement ``aappend``, ``_apage``, ``_aget``, ``aremove``, ``alength``."""
+
+    name: str
+
+    async def aappend(self, data: bytes | str, *, w: Optional[int] = None) -> str:
+        raise NotImplementedError
+
+    async def _apage(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Page:
+        raise NotImplementedError
+
+    async def _aget(self, entry_id: bytes, r: Optional[int]) -> tuple[Optional[bytes], Optional[bytes], Optional[bytes]]:
+        raise NotImplementedError
+
+    async def aremove(self, entry_id: str, *, w: Optional[int] = None) -> None:
+        raise NotImplementedError
+
+    async def alength(self, *, r: Optional[int] = None) -> int:
+        raise NotImplementedError
+
+    async def aget(self, entry_id: str, *, r: Optional[int] = None) -> Optional[Entry]:
+        raw = parse_id(entry_id)
+        data, prev_id, next_id = await self._aget(raw, r)
+        if data is None:
+            return None
+        return Entry(format_id(raw), data, _opt_id(prev_id), _opt_id(next_id))
+
+    async def aiterate(self, start: Optional[str] = None, reverse: bool = False, limit: Optional[int] = None, *, r: Optional[int] = None) -> AsyncIterator[Entry]:
+        pager = Pager(start, reverse, limit)
+        while not pager.done:
+            after, rev, size = pager.request()
+            for entry in pager.take(await self._apage(after, rev, size, r)):
+                yield entry
+
+    def __aiter__(self) -> AsyncIterator[Entry]:
+        return self.aiterate()
+
+    async def alast(self) -> Optional[Entry]:
+        async for e in self.aiterate(reverse=True, limit=1):
+            return e
+        return None
+
+    async def afollow(self, start: Optional[str] = None, *, poll: float = 0.2, timeout: Optional[float] = None) -> AsyncIterator[Entry]:
+        cursor = start if start is not None else _tail_id(await self.alast())
+        loop = asyncio.get_running_loop()
+        idle_since = loop.time()
+        while True:
+            got = False
+            async for entry in self.aiterate(cursor):
+                got = True
+                cursor = entry.id
+                yield entry
+            if got:
+                idle_since = loop.time()
+            elif timeout is not None and loop.time() - idle_since >= timeout:
+                return
+            else:
+                await asyncio.sleep(poll)
+
+    async def atrim(self, *, keep_last: Optional[int] = None, before: Optional[str] = None) -> int:
+        if (keep_last is None) == (before is None):
+            raise BadRequest("trim takes exactly one of keep_last= or before=")
+        doomed: list[str] = []
+        if keep_last is not None:
+            if check_limit(keep_last) is None:
+                raise BadRequest("keep_last must be an int >= 0")
+            i = 0
+            async for e in self.aiterate(reverse=True):
+                if i >= keep_last:
+                    doomed.append(e.id)
+                i += 1
+        else:
+            bound = parse_id(before)
+            async for e in self.aiterate():
+                if parse_id(e.id) >= bound:
+                    break
+                doomed.append(e.id)
+        for eid in doomed:
+            await self.aremove(eid)
+        return len(doomed)
