@@ -1,0 +1,107 @@
+"""Feeds through a cluster client: :class:`AsyncFeed` on the client's loop, :class:`ClientFeed` blocking.
+
+Requests go token-aware to a replica of the feed id; appends are never sent
+twice after a timeout (a second append would be a second entry).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from ringkv.errors import WrongType
+from ringkv.feeds.api import AsyncFeedAPI, FeedAPI, Page
+from ringkv.feeds.ids import format_id, parse_id
+from ringkv.feeds.messages import FeedAppend, FeedGet, FeedLength, FeedList, FeedRemove, FeedScan
+from ringkv.feeds.service import check_feed
+from ringkv.keys import as_value
+
+if TYPE_CHECKING:
+    from ringkv.client import AsyncClient, _Runner
+
+__all__ = ["AsyncFeed", "ClientFeed", "afeeds"]
+
+
+def _opt_count(value: object, name: str) -> Optional[int]:
+    if value is not None and type(value) is not int:
+        raise WrongType(f"{name} must be an int")
+    return value  # type: ignore[return-value]
+
+
+class AsyncFeed(AsyncFeedAPI):
+    """A feed of a cluster keyspace, used from the client's event loop."""
+
+    def __init__(self, client: "AsyncClient", keyspace: str, name: str | bytes) -> None:
+        self._client = client
+        self._keyspace = keyspace
+        self._feed = check_feed(name)
+        self.name = self._feed.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"<AsyncFeed {self.name!r} in {self._keyspace!r}>"
+
+    async def aappend(self, data, *, w: Optional[int] = None) -> str:
+        msg = FeedAppend(self._keyspace, self._feed, as_value(data, 1 << 30), _opt_count(w, "w"))
+        reply = await self._client.call(msg, self._feed, idempotent=False)
+        return format_id(reply.entry_id)  # type: ignore[attr-defined]
+
+    async def _apage(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Page:
+        reply = await self._client.call(FeedScan(self._keyspace, self._feed, after, reverse, limit, _opt_count(r, "r")), self._feed)
+        return [(e[0], e[1]) for e in reply.entries], reply.cursor, reply.more  # type: ignore[attr-defined]
+
+    async def _aget(self, entry_id: bytes, r: Optional[int]):
+        reply = await self._client.call(FeedGet(self._keyspace, self._feed, entry_id, _opt_count(r, "r")), self._feed)
+        return reply.data, reply.prev_id, reply.next_id  # type: ignore[attr-defined]
+
+    async def aremove(self, entry_id: str, *, w: Optional[int] = None) -> None:
+        await self._client.call(FeedRemove(self._keyspace, self._feed, parse_id(entry_id), _opt_count(w, "w")), self._feed, idempotent=False)
+
+    async def alength(self, *, r: Optional[int] = None) -> int:
+        reply = await self._client.call(FeedLength(self._keyspace, self._feed, _opt_count(r, "r")), self._feed)
+        return reply.count  # type: ignore[attr-defined]
+
+
+async def afeeds(client: "AsyncClient", keyspace: str) -> list[str]:
+    reply = await client.call(FeedList(keyspace))
+    return [name for name, _ in reply.feeds]  # type: ignore[attr-defined]
+
+
+class ClientFeed(FeedAPI, AsyncFeedAPI):
+    """A blocking feed handle of a :class:`ringkv.Client` (with ``a*`` twins)."""
+
+    def __init__(self, runner: "_Runner", core: AsyncFeed) -> None:
+        self._runner = runner
+        self._core = core
+        self.name = core.name
+
+    def __repr__(self) -> str:
+        return f"<ClientFeed {self.name!r}>"
+
+    def append(self, data, *, w: Optional[int] = None) -> str:
+        return self._runner.run(self._core.aappend(data, w=w))
+
+    def _page(self, after, reverse, limit, r) -> Page:
+        return self._runner.run(self._core._apage(after, reverse, limit, r))
+
+    def _get(self, entry_id, r):
+        return self._runner.run(self._core._aget(entry_id, r))
+
+    def remove(self, entry_id: str, *, w: Optional[int] = None) -> None:
+        self._runner.run(self._core.aremove(entry_id, w=w))
+
+    def length(self, *, r: Optional[int] = None) -> int:
+        return self._runner.run(self._core.alength(r=r))
+
+    async def aappend(self, data, *, w: Optional[int] = None) -> str:
+        return await self._runner.arun(self._core.aappend(data, w=w))
+
+    async def _apage(self, after, reverse, limit, r) -> Page:
+        return await self._runner.arun(self._core._apage(after, reverse, limit, r))
+
+    async def _aget(self, entry_id, r):
+        return await self._runner.arun(self._core._aget(entry_id, r))
+
+    async def aremove(self, entry_id: str, *, w: Optional[int] = None) -> None:
+        await self._runner.arun(self._core.aremove(entry_id, w=w))
+
+    async def alength(self, *, r: Optional[int] = None) -> int:
+        return await self._runner.arun(self._core.alength(r=r))
