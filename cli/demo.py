@@ -1,43 +1,46 @@
-"""``ringkv demo``: a guided tour of the embedded store in a temporary directory.
+"""``ringkv demo``: a guided tour of a 3-node cluster of local ``ringkv serve`` processes.
 
-Shows put/get, siblings from concurrent writes and their resolution, delete,
-a last-write-wins keyspace, and persistence across a reopen. Everything runs
-in a temporary directory that is removed afterwards.
+It starts three nodes on free loopback ports in a temporary directory, writes
+at a quorum, kills one node with SIGKILL, shows the cluster detecting it and
+still serving reads and writes, restarts it, and shows it catching up with
+what it missed. Every process and the directory are removed at the end, also
+on Ctrl-C or an error, unless ``--keep`` leaves the cluster running.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import signal
 import tempfile
+from pathlib import Path
+from typing import Optional
 
 from rich.console import Console
-from rich.table import Table
 
 import ringkv
 from ringkv.cli import exits
-from ringkv.cli.output import context_text, keyspace_table
+from ringkv.cli.cluster import status_table
+from ringkv.cli.localcluster import LocalCluster, poll
+from ringkv.cli.output import context_text, stdout_console
 from ringkv.result import Result
 
 __all__ = ["register", "run"]
 
+KS = "demo"
+#: Seconds allowed for each thing the demo waits for (a start, a detection, a catch-up).
+WAIT = 15.0
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="a guided tour in a temporary directory", description=__doc__.splitlines()[0])
+    p = sub.add_parser("demo", help="a guided tour of a local 3-node cluster", description=__doc__.splitlines()[0].strip("`: ") + ".")
+    p.add_argument("--keep", action="store_true", help="leave the cluster running at the end and print how to use and stop it")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    run(Console(highlight=False))
+    run(stdout_console(), keep=args.keep)
     return exits.OK
-
-
-def _show(console: Console, label: str, res: Result | None) -> None:
-    if res is None:
-        console.print(f"  {label} -> [dim]not found[/dim]")
-        return
-    shown = ", ".join(repr(v) for v in res.values)
-    kind = f"[yellow]{len(res.values)} siblings[/yellow]" if res.siblings else "value"
-    console.print(f"  {label} -> {kind} [green]{_esc(shown)}[/green]  [dim]context {context_text(res.context)}[/dim]")
 
 
 def _esc(text: str) -> str:
@@ -47,63 +50,164 @@ def _esc(text: str) -> str:
 def _step(console: Console, title: str, note: str) -> None:
     console.print()
     console.rule(f"[bold]{title}")
-    console.print(f"[dim]{note}[/dim]")
+    console.print(f"[dim]{_esc(note)}[/dim]")
 
 
-def run(console: Console) -> None:
-    with tempfile.TemporaryDirectory(prefix="ringkv-demo-") as path:
-        console.print(f"[bold]ringkv {ringkv.__version__} demo[/bold] - embedded database in {_esc(path)}")
+def _show(console: Console, label: str, res: Optional[Result]) -> None:
+    if res is None:
+        console.print(f"  {_esc(label)} -> [dim]not found[/dim]")
+        return
+    shown = ", ".join(repr(v) for v in res.values)
+    kind = f"[yellow]{len(res.values)} siblings[/yellow]" if res.siblings else "value"
+    console.print(f"  {_esc(label)} -> {kind} [green]{_esc(shown)}[/green]  [dim]context {context_text(res.context)}[/dim]")
 
-        db = ringkv.open(path)
+
+def run(console: Console, keep: bool = False) -> None:
+    """The tour; every node and the directory are gone afterwards unless ``keep``."""
+    root = Path(tempfile.mkdtemp(prefix="ringkv-demo-"))
+    cluster = LocalCluster(root)
+    client: Optional[ringkv.Client] = None
+    kept = False
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM cleans up like Ctrl-C
+    try:
+        console.print(f"[bold]ringkv {ringkv.__version__} demo[/bold] - a 3-node cluster in {_esc(str(root))}")
+        _step(console, "1. start three nodes", "`ringkv serve` x3 on free ports; n2 and n3 join through n1.")
+        with console.status("starting n1, n2, n3 ..."):
+            cluster.start(WAIT)
+            for node in cluster.nodes:
+                console.print(f"  {node.name}: node [bold]{node.node_id}[/bold] at {node.addr}")
+            client = ringkv.connect(cluster.addrs, timeout=5.0)
+            poll(lambda: _all(client, cluster, "alive"), WAIT, "every node to see the others alive")
+        console.print(status_table(client.status(cluster.addrs[0])))
+        _act_quorum(console, client, cluster)
+        missed = _act_failure(console, client, cluster)
+        _act_recovery(console, client, cluster, missed)
+        if keep:
+            _print_keep(console, cluster, root)
+            kept = True
+        else:
+            console.print()
+            console.print("[bold green]done[/bold green] - stopping the nodes and removing the temporary directory.")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if client is not None:
+            client.close()
+        if not kept:
+            cluster.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _all(client: ringkv.Client, cluster: LocalCluster, liveness: str) -> bool:
+    """Every live node sees every node with ``liveness`` (and status up)."""
+    want = {n.node_id for n in cluster.nodes}
+    for addr in cluster.live_addrs():
+        members = client.status(addr)["members"]
+        if {m["node_id"] for m in members if m["status"] == "up" and m["liveness"] == liveness} != want:
+            return False
+    return True
+
+
+def _act_quorum(console: Console, client: ringkv.Client, cluster: LocalCluster) -> None:
+    _step(console, "2. quorum writes", f"keyspace_create('{KS}', n=3, r=2, w=2): every key on 3 nodes; a write needs 2 acks, a read 2 answers.")
+    client.keyspace_create(KS, n=3, r=2, w=2)
+    ks = client.keyspace(KS)
+    for i in range(1, 21):
+        ks.put(f"user:{i}", f"profile {i}", w=2)
+    console.print("  wrote user:1 ... user:20 at W=2")
+    _show(console, "get user:7 (R=2)", ks.get("user:7", r=2))
+    console.print("  Two clients read cart:alice, then both write with that (now stale) context:")
+    ks.put("cart:alice", "apples")
+    stale = ks.get("cart:alice").context
+    ks.put("cart:alice", "apples,bread", stale)
+    ks.put("cart:alice", "apples,milk", stale)
+    both = ks.get("cart:alice", r=3)
+    _show(console, "get cart:alice", both)
+    ks.put("cart:alice", "apples,bread,milk", both.context)
+    _show(console, "after a put with the merged value and that read's context", ks.get("cart:alice"))
+
+
+def _act_failure(console: Console, client: ringkv.Client, cluster: LocalCluster) -> dict[str, str]:
+    victim = cluster.nodes[2]
+    _step(console, f"3. kill -9 {victim.name}", "No goodbye: the others notice by failed probes (SWIM) and mark it down. Its tokens stay: down is not gone.")
+    victim.kill()
+    console.print(f"  killed {victim.name} (SIGKILL)")
+    with console.status(f"waiting for n1 and n2 to report {victim.name} down ..."):
+        poll(lambda: _liveness_everywhere(client, cluster, victim.node_id) == {"down"}, WAIT, f"{victim.name} to be reported down")
+    console.print(status_table(client.status(cluster.addrs[0])))
+
+    _step(console, "4. still serving", "Two replicas of three are enough for R=2 and W=2.")
+    ks = client.keyspace(KS)
+    missed = {f"while-down:{i}": f"written while {victim.name} was down ({i})" for i in range(1, 11)}
+    for k, v in missed.items():
+        ks.put(k, v, w=2)
+    console.print(f"  wrote {len(missed)} keys while-down:1 ... while-down:10 at W=2")
+    ok = sum(1 for i in range(1, 21) if ks.get(f"user:{i}", r=2) is not None)
+    console.print(f"  read back {ok}/20 of the earlier keys at R=2")
+    _show(console, "get while-down:3 (R=2)", ks.get("while-down:3", r=2))
+    return missed
+
+
+def _liveness_everywhere(client: ringkv.Client, cluster: LocalCluster, node_id: str) -> set[str]:
+    """How the live nodes see ``node_id`` (one word per distinct opinion)."""
+    seen = set()
+    for addr in cluster.live_addrs():
+        seen |= {m["liveness"] for m in client.status(addr)["members"] if m["node_id"] == node_id}
+    return seen
+
+
+def _act_recovery(console: Console, client: ringkv.Client, cluster: LocalCluster, missed: dict[str, str]) -> None:
+    victim = cluster.nodes[2]
+    _step(console, f"5. restart {victim.name}", "Same data directory: same node id, same tokens. It catches up with the writes it missed.")
+    with console.status(f"restarting {victim.name} ..."):
+        cluster.restart(2, WAIT)
+        poll(lambda: _all(client, cluster, "alive"), WAIT, f"{victim.name} to be seen alive again")
+    console.print(f"  {victim.name} is back as node [bold]{victim.node_id}[/bold]")
+    console.print(status_table(client.status(victim.addr)))
+
+    ks = client.keyspace(KS)
+
+    def on_victim() -> list[str]:
+        return [k for k, v in missed.items() if (r := ks.get_local(k, node=victim.addr)) is not None and r.values == [v.encode()]]
+
+    with console.status(f"waiting for the missed writes to reach {victim.name} ...") as spinner:
+
+        def caught_up() -> bool:
+            have = on_victim()
+            spinner.update(f"{len(have)}/{len(missed)} missed writes on {victim.name} ...")
+            return len(have) == len(missed)
+
         try:
-            _step(console, "1. put and get", "db.put(key, value); db.get(key) returns the value and a causal context.")
-            db.put(b"greeting", b"hello")
-            _show(console, "get greeting", db.get(b"greeting"))
+            poll(caught_up, 3.0, "hand-off")
+            handed_off = True
+        except exits.CommandError:
+            handed_off = False
+    have = on_victim()
+    if handed_off:
+        console.print(f"  {victim.name}'s own copies (replica-local reads): all {len(missed)} writes it missed were handed to it")
+    else:
+        console.print(
+            f"  {victim.name}'s own copies (replica-local reads): {len(have)}/{len(missed)} of the writes it missed.\n"
+            f"  [yellow]No node held hints for it[/yellow] (with 3 nodes and N=3 there is no spare node to keep them),"
+            " so a read at R=3, which asks every replica, repairs the stale one:"
+        )
+        for k in missed:
+            ks.get(k, r=3)
+        poll(lambda: len(on_victim()) == len(missed), WAIT, "read repair")
+        console.print(f"  after read repair: all {len(missed)} are on {victim.name}")
+    _show(console, f"{victim.name} local copy of while-down:3", ks.get_local("while-down:3", node=victim.addr))
 
-            _step(console, "2. siblings", "Two writers read the same version, then both write with that (now stale) context.")
-            db.put(b"cart:alice", b"apples")
-            first = db.get(b"cart:alice")
-            _show(console, "get cart:alice", first)
-            db.put(b"cart:alice", b"apples,bread", context=first.context)
-            console.print("  writer A: put 'apples,bread' with that context")
-            db.put(b"cart:alice", b"apples,milk", context=first.context)
-            console.print("  writer B: put 'apples,milk' with the same context")
-            both = db.get(b"cart:alice")
-            _show(console, "get cart:alice", both)
-            console.print("  Neither write saw the other, so both are kept. The reader merges them")
-            console.print("  and writes the result with the context of the read that saw both:")
-            merged = sorted({item for v in both.values for item in v.split(b",")})
-            db.put(b"cart:alice", b",".join(merged), context=both.context)
-            _show(console, "get cart:alice", db.get(b"cart:alice"))
 
-            _step(console, "3. delete", "A delete writes a tombstone; the key reads as missing.")
-            db.delete(b"greeting")
-            _show(console, "get greeting", db.get(b"greeting"))
-
-            _step(console, "4. a last-write-wins keyspace", "keyspace_create('sessions', conflict='lww'): concurrent writes keep only the latest.")
-            db.keyspace_create("sessions", conflict="lww")
-            sessions = db.keyspace("sessions")
-            sessions.put(b"s1", b"v1")
-            stale = sessions.get(b"s1").context
-            sessions.put(b"s1", b"from-laptop", context=stale)
-            sessions.put(b"s1", b"from-phone", context=stale)
-            console.print("  two puts with the same stale context: 'from-laptop', then 'from-phone'")
-            _show(console, "get s1", sessions.get(b"s1"))
-        finally:
-            db.close()
-
-        _step(console, "5. persistence", "Close the database and open the directory again: everything is still there.")
-        with ringkv.open(path) as db:
-            table = Table(title="after reopen")
-            table.add_column("keyspace")
-            table.add_column("key")
-            table.add_column("value")
-            for info in db.keyspaces():
-                for key, res in db.keyspace(info.name).items():
-                    table.add_row(info.name, _esc(repr(key)), _esc(", ".join(repr(v) for v in res.values)))
-            console.print(table)
-            console.print(keyspace_table(db.keyspaces(), title="keyspaces"))
-
+def _print_keep(console: Console, cluster: LocalCluster, root: Path) -> None:
+    addr = cluster.addrs[0]
     console.print()
-    console.print("[bold green]done[/bold green] - the temporary directory has been removed.")
-    console.print("Next: [bold]ringkv --data-dir ./data put hello world[/bold], then [bold]ringkv --data-dir ./data get hello[/bold]")
+    console.print("[bold green]The cluster keeps running.[/bold green] Talk to it:")
+    console.print(f"  ringkv status --connect {addr}", markup=False)
+    console.print(f"  ringkv get user:7 --keyspace {KS} --connect {addr}", markup=False)
+    console.print(f"  ringkv put hello world --connect {','.join(cluster.addrs)}", markup=False)
+    console.print("Stop it and remove its files:")
+    console.print(f"  kill {' '.join(str(p) for p in cluster.pids())} && rm -rf {root}", markup=False)
+    console.print(f"Node logs: {root}/n1.log, n2.log, n3.log", markup=False)

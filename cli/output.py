@@ -81,9 +81,16 @@ def write_line(text: str) -> None:
     write_value(text.encode("utf-8", "backslashreplace"))
 
 
+#: Columns for tables when stdout is not a terminal (rich would cut them to 80).
+PIPE_WIDTH = 120
+
+
 def stdout_console() -> Console:
     """A rich console for tables and messages (plain text when not a terminal)."""
-    return Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = max(console.width, PIPE_WIDTH)
+    return console
 
 
 def keyspace_table(infos: Iterable[KeyspaceInfo], title: str | None = None) -> Table:

@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", metavar="ADDR", action="append", default=[], help="address of a member to join through (repeatable)")
     p.add_argument("--node-id", metavar="ID", help="fixed node id (default: made once and kept in the data directory)")
     p.add_argument("--vnodes", type=int, metavar="N", default=128, help="ring tokens for a new node (default: %(default)s)")
+    p.add_argument("--join-wait", type=float, metavar="SECONDS", default=10.0, help="how long a new node tries to reach its seeds before giving up (default: %(default)g)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="stderr log level (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
 
@@ -46,8 +47,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise exits.UsageError(f"serve needs --data-dir DIR (or {ENV_DATA_DIR})")
     if getattr(args, "connect", None):
         raise exits.UsageError("serve runs a node; --connect does not apply")
+    if not 0 < args.join_wait <= 3600:
+        raise exits.UsageError("--join-wait must be in (0, 3600] seconds")
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format=LOG_FORMAT)
-    node = ringkv.Node(data_dir, listen=args.listen, seeds=args.seed, node_id=args.node_id, vnodes=args.vnodes)
+    node = ringkv.Node(data_dir, listen=args.listen, seeds=args.seed, node_id=args.node_id, vnodes=args.vnodes, join_wait=args.join_wait)
     return asyncio.run(serve(node))
 
 

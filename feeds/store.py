@@ -64,6 +64,13 @@ class FeedStore:
             out.append((k[len(prefix):].decode("utf-8", "replace"), int.from_bytes(v, "big", signed=True)))
         return out
 
+    def drop_keyspace(self, keyspace: str) -> None:
+        """Forget the lengths of a dropped keyspace's feeds (its entries go with its column family)."""
+        prefix = _LEN + keyspace.encode() + b"\0"
+        b = self.storage.batch()
+        b.delete_range(META_CF, prefix, prefix[:-1] + b"\x01")
+        self.storage.write(b, sync=True)
+
     def scan(self, table: Table, feed: bytes, after: Optional[bytes], reverse: bool, limit: int) -> list[tuple[bytes, DVVSet]]:
         """Up to ``limit`` ``(entry key, record)`` pairs after ``after`` (exclusive), tombstones included."""
         prefix = feed_prefix(feed)

@@ -123,8 +123,8 @@ def check_plain(value: Any, depth: int = 0) -> None:
             check_plain(v, depth + 1)
     elif type(value) is dict:
         for k, v in value.items():
-            if type(k) not in (str, int, bytes):
-                raise ProtocolError("metadata value: map keys are str, int or bytes")
+            if type(k) not in (str, bytes):  # what msgpack's strict_map_key accepts
+                raise ProtocolError("metadata value: map keys are str or bytes")
             check_plain(k, depth + 1)
             check_plain(v, depth + 1)
     else:

@@ -1,42 +1,43 @@
 """The gossip core of one node: membership, SWIM failure detection, push-pull.
 
-Sans-IO. The shell drives it through three calls and runs the effects they
-return (see :mod:`ringkv.gossip.effects`)::
+Sans-IO, one entry style. The shell drives it through three calls and runs
+the effects they return (see :mod:`ringkv.gossip.effects`)::
 
     core = GossipNode(node_id, addr, seeds=[...], tokens=..., config=...)
-    effects = core.tick(now)                  # when now >= core.next_deadline()
+    effects = core.tick(now)                  # whenever now >= core.next_deadline()
     effects = core.receive(src, msg, now)     # on every decoded gossip message
-    core.next_deadline()                      # when to call tick next
+    core.next_deadline()                      # when tick has work next (-inf: now)
 
 plus owner actions, which also return effects: :meth:`update_self` (own
-status/tokens: joining -> up -> leaving -> left), :meth:`remove_member`
+status/tokens/addr: joining -> up -> leaving -> left), :meth:`remove_member`
 (mark another, dead, member removed) and :meth:`set_metadata`. ``now`` is any
-monotonic clock in seconds. Messages go to listen addresses, fire-and-forget.
+monotonic clock in seconds. Messages go to listen addresses, fire-and-forget;
+replies are addressed from fields inside messages, never from ``src``.
 
-Per protocol period the node probes one member (round-robin over a shuffled
-list): ping, after ``ping_timeout`` ping-req through ``k`` peers, at period
-end suspect. Suspect/down rumors, membership changes and metadata ride as
-piggyback on every ping/ack plus a small ``gossip_fanout`` push every
-``gossip_interval``. A push-pull sync with a random peer every
-``sync_interval`` repairs anything dissemination missed: it compares 64
-bucket fingerprints, then digests of differing buckets only, then sends the
-entries each side lacks (see :mod:`~ringkv.gossip.membership`).
+This module holds the state and the rules that change it (merging entries,
+rumors, refutation, dissemination); probing lives in :mod:`.swim`, push-pull
+and joining in :mod:`.sync`. Suspect/down rumors, membership changes and
+metadata ride as piggyback on every ping/ack/ping-req (least transmitted,
+most recent first, ``max_piggyback`` per message, each item
+``retransmit_mult * ceil(log10(N+1))`` times) plus a ``gossip_fanout`` push
+every ``gossip_interval`` while anything is pending.
 
 Lifeguard refinements: the rumor about a suspect/down target is always
-piggybacked on pings to it (so it refutes at once), suspicion timeouts shrink
-with independent confirmations, relays answer nack, and a local health score
-slows our own probing when we look like the slow one.
+piggybacked first on messages to it (so it refutes at once), suspicion
+timeouts shrink with independent confirmations, relays answer nack, and a
+local health score slows our own probing when we look like the slow one.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
-from ringkv.errors import BadRequest, NotFound, ProtocolError
+import msgpack
+
+from ringkv.errors import BadRequest, NotFound, ProtocolError, TooLarge
 from ringkv.wire import Message
 
 from .broadcast import BroadcastQueue
@@ -47,31 +48,16 @@ from .membership import (
     JOINING, RANK, REMOVED, STATUSES, TERMINAL, Member, MetaEntry, MetadataMap, View, _interned,
 )
 from .messages import Ack, Gossip, Join, Nack, Ping, PingReq, Sync, SyncDelta, SyncDigest
+from .swim import SwimMixin, _Probe, _Relay
+from .sync import PushPullMixin
 
-__all__ = ["GossipNode"]
+__all__ = ["GossipNode", "MAX_META_BYTES"]
 
-
-@dataclass(slots=True)
-class _Probe:
-    seq: int
-    target: str
-    addr: str
-    direct_deadline: float
-    acked: bool = False
-    indirect_sent: bool = False
-    nacks_expected: int = 0
-    nacks: int = 0
+#: Metadata is for small cluster-wide definitions (keyspaces), gossiped whole.
+MAX_META_BYTES = 64 * 1024
 
 
-@dataclass(slots=True)
-class _Relay:
-    requester: str
-    req_seq: int
-    target: str
-    deadline: float
-
-
-class GossipNode:
+class GossipNode(SwimMixin, PushPullMixin):
     """One node's membership + failure-detection state machine."""
 
     def __init__(
@@ -246,7 +232,18 @@ class GossipNode:
         return self._flush()
 
     def set_metadata(self, key: str, value: Any, now: float) -> list:
-        """Set (or, with ``value=None``, delete) a cluster metadata key."""
+        """Set (or, with ``value=None``, delete) a cluster metadata key.
+
+        ``value`` is stored as msgpack gives it back (tuples become lists), so
+        this node holds exactly what every other node will hold.
+        """
+        try:
+            packed = msgpack.packb(value)
+            value = msgpack.unpackb(packed)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise BadRequest(f"metadata value is not plain msgpack data: {exc}") from None
+        if len(packed) > MAX_META_BYTES:
+            raise TooLarge(f"metadata value is {len(packed)} bytes packed; the limit is {MAX_META_BYTES}")
         cur = self._meta.get(key) if isinstance(key, str) else None
         entry = MetaEntry(key, (cur.counter + 1) if cur else 1, self.node_id, value)
         self._merge_meta(entry)
@@ -418,161 +415,5 @@ class GossipNode:
                     self._merge_meta(MetaEntry.from_wire(item[1]))
             else:
                 self._rumor(kind, item[1], item[2], item[3], now)
-
-    # -- probing ----------------------------------------------------------------
-
-    def _tick_probe(self, now: float) -> None:
-        p = self._probe
-        if p is not None and not p.acked and not p.indirect_sent and now >= p.direct_deadline:
-            p.indirect_sent = True
-            if self._live.state(p.target) != DOWN:
-                peers = self._sample(self.config.indirect_checks, (ALIVE,), exclude=p.target)
-                p.nacks_expected = len(peers)
-                for peer in peers:
-                    self._send(self._view.get(peer).addr, PingReq(
-                        p.seq, self.node_id, self.addr, p.target, p.addr, self._piggyback(peer)))
-        if now >= self._next_probe:
-            if p is not None:
-                self._finish_probe(p, now)
-            self._start_probe(now)
-
-    def _finish_probe(self, p: _Probe, now: float) -> None:
-        self._probe = None
-        if p.acked:
-            self._health(-1)
-            return
-        if self._live.state(p.target) in (ALIVE, SUSPECT):
-            self._health(p.nacks_expected - p.nacks if p.nacks_expected else 1)
-            self._rumor("s", p.target, self._live.incarnation(p.target), self.node_id, now)
-
-    def _next_target(self) -> str | None:
-        for _ in range(2):
-            while self._order:
-                t = self._order.pop()
-                if t in self._peer_set:
-                    return t
-            self._order = list(self._peers)
-            self._rng.shuffle(self._order)
-        return None
-
-    def _start_probe(self, now: float) -> None:
-        scale = self._scale()
-        self._next_probe = now + self.config.probe_interval * scale
-        target = self._next_target() if not self._self.terminal else None
-        if target is None:
-            return
-        self._seq += 1
-        addr = self._view.get(target).addr
-        self._probe = _Probe(self._seq, target, addr, now + self.config.ping_timeout * scale)
-        self._send(addr, Ping(self._seq, self.node_id, self.addr, target, self._piggyback(target)))
-
-    # -- handlers ------------------------------------------------------------------
-
-    def _on_ping(self, msg: Ping, now: float) -> None:
-        self._apply_gossip(msg.gossip, now)
-        if msg.target_id != self.node_id:
-            return  # meant for another node (e.g. the one that used to live at this address)
-        self._send(msg.src_addr, Ack(msg.seq, self.node_id, self._self.incarnation,
-                                     self._piggyback(msg.src_id)))
-
-    def _on_ack(self, msg: Ack, now: float) -> None:
-        self._apply_gossip(msg.gossip, now)
-        p = self._probe
-        if p is not None and msg.seq == p.seq and msg.src_id == p.target:
-            p.acked = True
-            self._observe(msg.src_id, msg.incarnation)
-            return
-        r = self._relays.get(msg.seq)
-        if r is not None and msg.src_id == r.target:
-            del self._relays[msg.seq]
-            self._observe(msg.src_id, msg.incarnation)
-            self._send(r.requester, Ack(r.req_seq, msg.src_id, msg.incarnation, []))
-
-    def _on_nack(self, msg: Nack, now: float) -> None:
-        p = self._probe
-        if p is not None and msg.seq == p.seq and p.nacks < p.nacks_expected:
-            p.nacks += 1
-
-    def _on_ping_req(self, msg: PingReq, now: float) -> None:
-        self._apply_gossip(msg.gossip, now)
-        if msg.target_id == self.node_id or len(self._relays) > 64:
-            return
-        self._seq += 1
-        self._relays[self._seq] = _Relay(msg.src_addr, msg.seq, msg.target_id,
-                                         now + self.config.indirect_timeout)
-        self._send(msg.target_addr, Ping(self._seq, self.node_id, self.addr, msg.target_id,
-                                         self._piggyback(msg.target_id)))
-
     def _on_gossip(self, msg: Gossip, now: float) -> None:
         self._apply_gossip(msg.gossip, now)
-
-    def _on_join(self, msg: Join, now: float) -> None:
-        self._merge_raw(msg.member, now)
-        rumors = [["s" if st == SUSPECT else "d", nid, self._live.incarnation(nid), self.node_id]
-                  for nid, st in self._live.states().items() if st != ALIVE]
-        self._send(msg.member[1], SyncDelta(self.node_id, self.addr,
-                                            [m.wire() for m in self._view],
-                                            self._meta.wire_all(), [], rumors))
-
-    def _start_sync(self) -> None:
-        peers = self._sample(1, (ALIVE, SUSPECT)) or self._sample(1, (DOWN,))
-        if peers:
-            addr = self._view.get(peers[0]).addr
-        elif self._seeds:
-            addr = self._rng.choice(self._seeds)
-        else:
-            return
-        self._send(addr, Sync(self.node_id, self.addr, list(self._view.fingerprint()), self._meta.fp, []))
-
-    def _on_sync(self, msg: Sync, now: float) -> None:
-        if msg.src_id == self.node_id:
-            return
-        if tuple(msg.view_fp) == self._view.fingerprint() and msg.meta_fp == self._meta.fp:
-            return
-        if not msg.buckets:  # cheap opener: answer with our buckets, the opener does the digest
-            self._send(msg.src_addr, Sync(self.node_id, self.addr, list(self._view.fingerprint()),
-                                          self._meta.fp, self._view.buckets()))
-            return
-        mine = self._view.buckets()
-        diff = [i for i, (a, b) in enumerate(zip(mine, msg.buckets)) if a != b]
-        meta_differs = msg.meta_fp != self._meta.fp
-        if diff or meta_differs:
-            self._send(msg.src_addr, SyncDigest(
-                self.node_id, self.addr, diff, self._view.digest(diff), self._meta.fp,
-                self._meta.wire_all() if meta_differs else []))
-
-    def _on_sync_digest(self, msg: SyncDigest, now: float) -> None:
-        for raw in msg.meta:
-            self._merge_meta(MetaEntry.from_wire(raw))
-        theirs = {d[0]: d for d in msg.digest}
-        send: list = []
-        want: list = []
-        for b in set(msg.buckets):
-            for m in self._view.bucket(b):
-                d = theirs.pop(m.node_id, None)
-                if d is None:
-                    send.append(m.wire())
-                    continue
-                mk, dk = (RANK[m.status], m.incarnation, m.counter), (d[1], d[2], d[3])
-                if mk > dk:
-                    send.append(m.wire())
-                elif mk < dk:
-                    want.append(m.node_id)
-                elif m.fp != d[4]:
-                    send.append(m.wire())
-                    want.append(m.node_id)
-        want.extend(theirs)
-        meta = self._meta.wire_all() if self._meta.fp != msg.meta_fp else []
-        if send or want or meta:
-            self._send(msg.src_addr, SyncDelta(self.node_id, self.addr, send, meta, want, []))
-
-    def _on_sync_delta(self, msg: SyncDelta, now: float) -> None:
-        for raw in msg.members:
-            self._merge_raw(raw, now)
-        for raw in msg.meta:
-            self._merge_meta(MetaEntry.from_wire(raw))
-        self._apply_gossip(msg.gossip, now)
-        if msg.want:
-            found = [self._view.get(w) for w in msg.want]
-            self._send(msg.src_addr, SyncDelta(self.node_id, self.addr,
-                                               [m.wire() for m in found if m is not None], [], [], []))

@@ -23,6 +23,7 @@ from ringkv.keyspaces import DEFAULT_KEYSPACE, KeyspaceInfo, check_name
 from ringkv.node_messages import ClusterView, NodeStatus
 from ringkv.quorum.messages import KeyspaceCreate, KeyspaceDrop, KeyspaceList, KvGet, KvPut, LocalGet
 from ringkv.codec import decode_record
+from ringkv.feeds.client import AsyncFeed, ClientFeed, afeeds
 from ringkv.quorum.dvv import encode_context
 from ringkv.result import Result
 from ringkv.ring import Ring
@@ -69,8 +70,17 @@ class AsyncClient:
         if self._transport is None:
             self._transport = Transport(None, None)
             await self._transport.start()
-        await self.refresh()
-        return self
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        attempts = 0
+        while True:  # a lost first message must not fail the connection
+            try:
+                await self.refresh()
+                return self
+            except Unavailable:
+                attempts += 1
+                if attempts >= 3 and loop.time() >= deadline:
+                    raise
 
     async def aclose(self) -> None:
         self._closed = True
@@ -181,6 +191,13 @@ class AsyncClient:
     def keyspace(self, name: str) -> "AsyncKeyspace":
         return AsyncKeyspace(self, check_name(name))
 
+    def feed(self, name: str | bytes) -> AsyncFeed:
+        """A feed of the default keyspace (created by its first append)."""
+        return AsyncFeed(self, DEFAULT_KEYSPACE, name)
+
+    async def afeeds(self) -> list[str]:
+        return await afeeds(self, DEFAULT_KEYSPACE)
+
     async def aget(self, key, *, r: Optional[int] = None) -> Optional[Result]:
         return await self.keyspace(DEFAULT_KEYSPACE).aget(key, r=r)
 
@@ -218,8 +235,16 @@ class AsyncKeyspace:
         self._client = client
         self.name = name
 
+    def feed(self, name: str | bytes) -> AsyncFeed:
+        return AsyncFeed(self._client, self.name, name)
+
+    async def afeeds(self) -> list[str]:
+        return await afeeds(self._client, self.name)
+
     async def aget(self, key, *, r: Optional[int] = None) -> Optional[Result]:
         k = as_key(key, 1 << 30)
+        if r is not None and type(r) is not int:
+            raise WrongType("r must be an int")
         reply = await self._client.call(KvGet(self.name, k, r), k)
         values = reply.values  # type: ignore[attr-defined]
         if not values:
@@ -325,6 +350,16 @@ class ClientKeyspace(KeyspaceAPI):
     async def aget_local(self, key, *, node: str) -> Optional[Result]:
         return await self._client._runner.arun(self._core.aget_local(key, node=node))
 
+    def feed(self, name: str | bytes) -> ClientFeed:
+        """A feed of this keyspace (created by its first append)."""
+        return ClientFeed(self._client._runner, AsyncFeed(self._client._core, self.name, name))
+
+    def feeds(self) -> list[str]:
+        return self._client._runner.run(afeeds(self._client._core, self.name))
+
+    async def afeeds(self) -> list[str]:
+        return await self._client._runner.arun(afeeds(self._client._core, self.name))
+
     def keys(self):
         raise BadRequest("listing keys of a cluster keyspace is not supported yet")
 
@@ -367,6 +402,13 @@ class Client(DatabaseAPI):
     @property
     def default(self) -> ClientKeyspace:
         return self.keyspace(DEFAULT_KEYSPACE)
+
+    def feed(self, name: str | bytes) -> ClientFeed:
+        """A feed of the default keyspace (created by its first append)."""
+        return self.default.feed(name)
+
+    def feeds(self) -> list[str]:
+        return self.default.feeds()
 
     async def akeyspace_create(self, name: str, **kw: Any) -> KeyspaceInfo:
         return await self._runner.arun(self._core.akeyspace_create(name, **kw))

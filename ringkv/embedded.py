@@ -213,6 +213,7 @@ class Database(DatabaseAPI):
             del self._keyspaces[name]
             self._storage.drop_cf(ks._cf)
             self._storage.drop_cf(feed_cf(name))
+            self._feed_store.drop_keyspace(name)
 
     def feed(self, name: str | bytes) -> EmbeddedFeed:
         """A feed of the default keyspace (created by its first append)."""

@@ -348,6 +348,7 @@ class NodeServer:
             if name != DEFAULT_KEYSPACE:
                 storage.drop_cf(keyspace_cf(name))
                 storage.drop_cf(feed_cf(name))
+                self.feeds.store.drop_keyspace(name)
             return
         try:
             info = KeyspaceInfo.from_dict(value)
@@ -360,6 +361,7 @@ class NodeServer:
         if name in self._keyspaces and name != DEFAULT_KEYSPACE:
             storage.drop_cf(keyspace_cf(name))  # dropped and re-created while we were away
             storage.drop_cf(feed_cf(name))
+            self.feeds.store.drop_keyspace(name)
         storage.create_cf(keyspace_cf(name))
         storage.create_cf(feed_cf(name))
         storage.meta_put(_KS_LOCAL + name.encode(), msgpack.packb(dict(info.to_dict(), uid=uid)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -251,12 +252,22 @@ def test_data_dir_in_use_by_another_process_exits_3(data_dir):
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
-def test_connect_is_not_available_yet(how):
+def test_connect_to_no_node_is_a_clear_error(how):
     if how == "flag":
-        proc = run("--connect", "tcp://127.0.0.1:7100", "get", "k")
+        proc = run("--connect", "tcp://127.0.0.1:9", "--timeout", "0.5", "get", "k")
     else:
-        proc = run("get", "k", env={"RINGKV_CONNECT": "tcp://127.0.0.1:7100"})
-    assert_one_line_error(proc, 3, "cluster mode is not available yet")
+        proc = run("get", "k", "--timeout", "0.5", env={"RINGKV_CONNECT": "tcp://127.0.0.1:9"})
+    assert_one_line_error(proc, 3, "no ringkv node answered at tcp://127.0.0.1:9")
+
+
+def test_cluster_commands_need_connect(data_dir):
+    for args in (["status"], ["ring"], ["leave"], ["remove", "abc"], ["get", "k", "--local"]):
+        assert_one_line_error(run(*args, data_dir=data_dir), 2, "--connect")
+
+
+def test_bad_timeout_is_a_usage_error():
+    proc = run("get", "k", "--connect", "tcp://127.0.0.1:9", "--timeout", "0")
+    assert proc.returncode == 2 and "--timeout" in proc.err
 
 
 def test_data_dir_and_connect_together_is_a_usage_error(data_dir):
@@ -266,9 +277,55 @@ def test_data_dir_and_connect_together_is_a_usage_error(data_dir):
 # -- demo -----------------------------------------------------------------------
 
 
-def test_demo_runs_and_cleans_up(tmp_path):
-    env = {"TMPDIR": str(tmp_path)}
-    proc = run("demo", env=env)
+def _processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains ``text`` (a test's unique temporary path)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.fixture
+def demo_tmp(tmp_path):
+    """TMPDIR for a demo; afterwards, any node it left behind is killed (and the test fails)."""
+    yield tmp_path
+    left = _processes_mentioning(str(tmp_path))
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"the demo left processes running: {left}"
+
+
+def test_demo_runs_a_cluster_and_cleans_up(demo_tmp):
+    proc = run("demo", env={"TMPDIR": str(demo_tmp)})
     assert proc.returncode == 0, proc.err
-    assert "siblings" in proc.out and "lww" in proc.out and "persistence" in proc.out
-    assert list(tmp_path.iterdir()) == []  # the temporary directory is gone
+    out = proc.out
+    for fragment in ("start three nodes", "kill -9 n3", "down", "still serving", "restart n3", "siblings", "done"):
+        assert fragment in out, fragment
+    assert "20/20" in out
+    assert "all 10" in out  # the restarted node holds every write it missed
+    assert list(demo_tmp.iterdir()) == []  # the temporary directory is gone
+    assert _processes_mentioning(str(demo_tmp)) == []
+
+
+def test_demo_keep_leaves_a_working_cluster_and_says_how_to_stop_it(demo_tmp):
+    proc = run("demo", "--keep", env={"TMPDIR": str(demo_tmp)})
+    assert proc.returncode == 0, proc.err
+    status_cmd = next(line.strip() for line in proc.out.splitlines() if line.strip().startswith("ringkv status --connect "))
+    stop_cmd = next(line.strip() for line in proc.out.splitlines() if line.strip().startswith("kill "))
+    pids = [int(p) for p in stop_cmd.split("&&")[0].split()[1:]]
+    assert len(pids) == 3
+    try:
+        status = run(*status_cmd.split()[1:], "--json")
+        assert status.returncode == 0, status.err
+        assert [m["liveness"] for m in json.loads(status.out)["members"]] == ["alive"] * 3
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+    root = stop_cmd.split("rm -rf ", 1)[1]
+    assert root.startswith(str(demo_tmp))

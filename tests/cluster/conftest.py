@@ -159,9 +159,8 @@ class Cluster:
         first, rest = self.nodes[0], self.nodes[1:]
         first.launch([], self._extra())
         first.wait_listening()
-        for node in rest:
+        for node in rest:  # one at a time: nodes that join together pick overlapping tokens
             node.launch([first.addr], self._extra())
-        for node in rest:
             node.wait_listening()
         self.wait_converged()
         self.start_seconds = time.monotonic() - began
@@ -225,8 +224,8 @@ class Cluster:
         return asyncio.run(go())
 
     @staticmethod
-    def cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
-        return run_cli(*args, timeout=timeout)
+    def cli(*args: str, timeout: float = 60.0, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+        return run_cli(*args, timeout=timeout, env=env)
 
     # -- views -----------------------------------------------------------
 
@@ -284,10 +283,15 @@ class Cluster:
         self.wait_converged()
 
 
-def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """``ringkv ARGS...`` as a subprocess; stdout/stderr as text."""
+def run_cli(*args: str, timeout: float = 60.0, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    """``ringkv ARGS...`` as a subprocess (``env``: extra variables); stdout/stderr as text."""
     return subprocess.run(
-        [sys.executable, "-m", "ringkv.cli.main", *args], capture_output=True, text=True, env=cli_env(), timeout=timeout, stdin=subprocess.DEVNULL
+        [sys.executable, "-m", "ringkv.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**cli_env(), **(env or {})},
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -300,6 +304,18 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def solo(tmp_path) -> Iterator[NodeProcess]:
+    """A single ``ringkv serve`` node of its own, killed after the test."""
+    node = NodeProcess("solo", tmp_path / "solo")
+    try:
+        node.launch([])
+        node.wait_listening()
+        yield node
+    finally:
+        node.close()
 
 
 @pytest.fixture

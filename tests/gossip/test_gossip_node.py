@@ -7,7 +7,7 @@ import random
 import msgpack
 import pytest
 
-from ringkv.errors import BadRequest, NotFound
+from ringkv.errors import BadRequest, NotFound, TooLarge
 from ringkv.gossip import (
     ALIVE, DOWN, LEFT, REMOVED, SUSPECT, UP, GossipConfig, GossipNode, LivenessChanged,
     Member, MemberChanged, MetadataChanged, Send,
@@ -195,6 +195,14 @@ def test_update_self_remove_member_and_metadata():
     assert c0.metadata == {"keyspace/users": {"n": 3, "r": 2, "w": 2}}
     with pytest.raises(BadRequest):
         c0.set_metadata("k", object(), T0)
+    with pytest.raises(BadRequest):
+        c0.set_metadata("k", {1: "int keys do not survive msgpack's strict_map_key"}, T0)
+    with pytest.raises(TooLarge):
+        c0.set_metadata("k", "x" * 100_000, T0)
+    c0.set_metadata("k", (1, 2), T0)
+    assert c0.metadata["k"] == [1, 2]  # stored as every peer will see it
+    c0.set_metadata("k", None, T0)
+    assert "k" not in c0.metadata
     with pytest.raises(TypeError):
         c0.metadata["x"] = 1  # type: ignore[index]
 
@@ -259,3 +267,16 @@ def test_next_deadline_contract():
     d = c.next_deadline()
     assert 0.0 < d <= CFG.join_retry
     assert sends(c.tick(d - 1e-9), Join) == []
+
+
+def test_public_names():
+    import ringkv.gossip as g
+
+    assert set(g.__all__) == {
+        "GossipNode", "GossipConfig", "Effect", "Send", "MemberChanged", "LivenessChanged",
+        "MetadataChanged", "ALIVE", "SUSPECT", "DOWN", "Member", "MetaEntry", "JOINING", "UP",
+        "LEAVING", "LEFT", "REMOVED", "STATUSES", "TERMINAL", "merge_member", "merge_views",
+        "merge_meta", "merge_metadata", "GOSSIP_MESSAGES", "Ping", "Ack", "Nack", "PingReq",
+        "Gossip", "Join", "Sync", "SyncDigest", "SyncDelta", "SimCluster", "convergence_rounds",
+    }
+    assert all(hasattr(g, name) for name in g.__all__)
