@@ -26,6 +26,10 @@ _STRIPE_MASK = _STRIPES - 1
 #: length) to the batch that stores a record, so both land atomically.
 Extra = Optional[Callable[[Batch, Optional[DVVSet], DVVSet], None]]
 
+#: ``observer(batch, cf, skey, old_bytes, new_bytes)`` sees every record write
+#: (anti-entropy keeps its hash tree current in the same batch).
+Observer = Callable[[Batch, str, bytes, Optional[bytes], bytes], None]
+
 
 class LocalReplica:
     """Reads, coordinated writes and merges against one node's storage."""
@@ -35,6 +39,17 @@ class LocalReplica:
         self.actor = actor
         self.hlc = hlc or HLC()
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        #: Called for every record written through this replica; see :data:`Observer`.
+        self.observers: list[Observer] = []
+
+    def _store(self, cf: str, skey: bytes, old_raw: Optional[bytes], new_raw: bytes, extra, old, new) -> None:
+        batch = self.storage.batch()
+        batch.put(cf, skey, new_raw)
+        if extra is not None:
+            extra(batch, old, new)
+        for observe in self.observers:
+            observe(batch, cf, skey, old_raw, new_raw)
+        self.storage.write(batch)
 
     def read(self, cf: str, skey: bytes) -> Optional[DVVSet]:
         raw = self.storage.cf(cf).get(skey)
@@ -58,13 +73,10 @@ class LocalReplica:
             raw = table.get(skey)
             local = decode_record(raw) if raw is not None else None
             rec = (update_lww if lww else update)(local, context, value, self.actor, ts)
-            if extra is None:
+            if extra is None and not self.observers:
                 table.put(skey, encode_record(rec), self.storage.write_options)
             else:
-                batch = self.storage.batch()
-                batch.put(cf, skey, encode_record(rec))
-                extra(batch, local, rec)
-                self.storage.write(batch)
+                self._store(cf, skey, raw, encode_record(rec), extra, local, rec)
         return rec
 
     def apply(self, cf: str, skey: bytes, incoming: DVVSet, *, lww: bool = False, extra: Extra = None) -> DVVSet:
@@ -78,11 +90,7 @@ class LocalReplica:
             local = decode_record(raw) if raw is not None else None
             merged = (sync_lww if lww else sync)(local, incoming)
             if local is None or merged != local:
-                batch = self.storage.batch()
-                batch.put(cf, skey, encode_record(merged))
-                if extra is not None:
-                    extra(batch, local, merged)
-                self.storage.write(batch)
+                self._store(cf, skey, raw, encode_record(merged), extra, local, merged)
             elif extra is not None:
                 batch = self.storage.batch()
                 extra(batch, local, merged)

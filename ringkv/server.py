@@ -75,6 +75,7 @@ from ringkv.quorum.messages import (
 )
 from ringkv.quorum.replica import LocalReplica
 from ringkv.quorum.tables import feed_cf
+from ringkv.repair import install as install_repair
 from ringkv.ring import Ring, allocate_tokens
 from ringkv.storage import Storage, keyspace_cf
 from ringkv.transport import Transport, current_deadline
@@ -218,6 +219,7 @@ class NodeServer:
             max_value_size=cfg.store.max_value_size, max_key_size=cfg.store.max_key_size,
         )
         self.feeds = FeedService(self.coordinator, FeedStore(storage), EntryIds(self.node_id, replica.hlc), self.transport.request)
+        self.repair = install_repair(self)
         self._rebuild_ring()
         self._tasks.append(asyncio.ensure_future(self._gossip_loop()))
         self._tasks.append(asyncio.ensure_future(self._hint_loop()))
@@ -240,8 +242,12 @@ class NodeServer:
             settle = loop.time() + 2 * cfg.gossip.sync_interval
             while loop.time() < settle:
                 await asyncio.sleep(0.05)
-        existing = self._ring_members()
-        tokens = allocate_tokens(existing, cfg.vnodes, self._rng)
+        remembered = await self._remembered_tokens()
+        if remembered:
+            # our data directory was lost but the cluster remembers us: keep our place on the ring
+            tokens = remembered
+        else:
+            tokens = allocate_tokens(self._ring_members(), cfg.vnodes, self._rng)
         self.storage.meta_put(_TOKENS, msgpack.packb(tokens))
         self._run(self.gossip.update_self(self._now(), tokens=tokens, status=UP))
         self._rebuild_ring()
@@ -250,6 +256,21 @@ class NodeServer:
         if self._transport_factory is not None:
             return self._transport_factory(listen, handler)
         return Transport(listen, handler, max_message_size=self.config.max_message_size)
+
+    async def _remembered_tokens(self) -> list[int]:
+        """The tokens the cluster still lists for our node id (a node whose disk was wiped)."""
+        for seed in self.config.seeds:
+            if seed == self.address:
+                continue
+            try:
+                view = await self.transport.request(seed, ClusterView(), 2.0)  # type: ignore[union-attr]
+            except RingKVError:
+                continue
+            for node_id, _addr, tokens, status, _live in view.members:  # type: ignore[attr-defined]
+                if node_id == self.node_id and tokens and status not in (LEFT, "removed"):
+                    return list(tokens)
+            return []
+        return []
 
     async def stop(self, clean: bool = True) -> None:
         self._stopped.set()
