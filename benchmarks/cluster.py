@@ -215,6 +215,7 @@ def _free_port() -> int:
 
 
 def _cpu_seconds(pids: list[int]) -> Optional[float]:
+    """CPU seconds used so far by ``pids`` (all their threads)."""
     if psutil is None:
         return None
     total = 0.0
@@ -222,6 +223,14 @@ def _cpu_seconds(pids: list[int]) -> Optional[float]:
         t = psutil.Process(pid).cpu_times()
         total += t.user + t.system
     return total
+
+
+def _machine_busy() -> Optional[float]:
+    """CPU seconds the whole machine has spent busy so far (all cores)."""
+    if psutil is None:
+        return None
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
 
 
 # ------------------------------------------------------------------ load
@@ -265,11 +274,11 @@ async def drive(op: Callable[[int], Awaitable[object]], order: list[int], concur
                 continue
             lat.append(pc() - t0)
 
-    cpu0, own0 = _cpu_seconds(pids), time.process_time()
+    cpu0, own0, all0 = _cpu_seconds(pids), time.process_time(), _machine_busy()
     start = pc()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = pc() - start
-    cpu1, own1 = _cpu_seconds(pids), time.process_time()
+    cpu1, own1, all1 = _cpu_seconds(pids), time.process_time(), _machine_busy()
     lat.sort()
     ops = len(lat)
 
@@ -288,6 +297,8 @@ async def drive(op: Callable[[int], Awaitable[object]], order: list[int], concur
         "server_cpu_util": None if cpu0 is None else (cpu1 - cpu0) / elapsed,
         "client_cpu_us_per_op": (own1 - own0) / ops * 1e6 if ops else None,
         "client_cpu_util": (own1 - own0) / elapsed,
+        #: CPU-seconds per second used meanwhile by everything else on the machine
+        "other_cpu_util": None if all0 is None or cpu0 is None else max(0.0, (all1 - all0) - (cpu1 - cpu0) - (own1 - own0)) / elapsed,
     }
 
 
@@ -295,24 +306,26 @@ async def wait_converged(client, addrs: list[str], timeout: float = 60.0) -> Non
     """Until every node sees all NODES members up and alive, and the client its ring."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    seen: object = None
     while True:
         ok = True
         for addr in addrs:
             try:
                 st = await client.astatus(addr)
-            except ringkv.errors.RingKVError:
-                ok = False
+            except ringkv.errors.RingKVError as exc:
+                ok, seen = False, f"{addr}: {type(exc).__name__}: {exc}"
                 break
             ms = st["members"]
             if len(ms) != NODES or any(m["status"] != "up" or m["liveness"] != "alive" or not m["tokens"] for m in ms):
-                ok = False
+                ok, seen = False, f"{addr} sees " + ", ".join(f"{m['node_id']} {m['status']}/{m['liveness']}/{m['tokens']} tokens" for m in ms)
                 break
         if ok:
             await client.refresh()
             if len(client.ring()) == NODES:
                 return
+            seen = f"client ring has {len(client.ring())} members"
         if loop.time() > deadline:
-            raise RuntimeError(f"the cluster did not converge within {timeout:g}s")
+            raise RuntimeError(f"the cluster did not converge within {timeout:g}s; last seen: {seen}")
         await asyncio.sleep(0.2)  # bounded poll while gossip spreads the joins
 
 
@@ -346,10 +359,11 @@ class Profiler:
                 p.wait()
         self.procs = []
 
-    def report(self, phase: str, names: list[str], seconds: float, top: int = 15) -> list[str]:
-        """Top functions by own and by total samples over the raw stacks of ``names``."""
+    def report(self, phase: str, names: list[str], seconds: float, top: int = 12) -> list[str]:
+        """Where the samples of ``names`` fall: by layer, by function (own), by ringkv function (total)."""
         self_n: collections.Counter = collections.Counter()
         total_n: collections.Counter = collections.Counter()
+        layer_n: collections.Counter = collections.Counter()
         samples = 0
         for name in names:
             path = os.path.join(self.outdir, f"{phase}-{name}.txt")
@@ -366,20 +380,48 @@ class Profiler:
                         continue
                     samples += c
                     self_n[frames[-1]] += c
+                    layer_n[_layer(frames[-1])] += c
                     for fr in set(frames):
                         total_n[fr] += c
         if not samples:
             return [f"  (no samples for {phase} {', '.join(names)})"]
         busy = samples / (self.rate * seconds * len(names))
-        out = [f"  {samples} busy samples over {len(names)} process(es): {busy:.0%} of {len(names)} core-time(s)",
-               f"  {'own %':>7}  function"]
+        out = [f"  {samples} samples of a running or runnable thread over {len(names)} process(es):"
+               f" {busy:.0%} of {len(names)} x {seconds:g}s",
+               f"  {'%':>7}  layer (by the innermost Python frame)"]
+        for layer, c in layer_n.most_common():
+            out.append(f"  {100 * c / samples:6.1f}%  {layer}")
+        out.append(f"  {'own %':>7}  function")
         for fr, c in self_n.most_common(top):
             out.append(f"  {100 * c / samples:6.1f}%  {fr}")
-        out.append(f"  {'total %':>7}  function (ringkv code only)")
+        out.append(f"  {'total %':>7}  ringkv function, including what it calls")
         ours = [(fr, c) for fr, c in total_n.most_common() if _is_ours(fr)]
         for fr, c in ours[:top]:
             out.append(f"  {100 * c / samples:6.1f}%  {fr}")
         return out
+
+
+_LAYERS = (
+    # (layer, substrings of the innermost frame), first match wins
+    ("event loop waiting in epoll (idle, or runnable waiting for a CPU)", ("EpollSelector.select",)),
+    ("ZeroMQ send (a few us of CPU; the rest waiting for a CPU after waking ZeroMQ's I/O thread)", ("Socket.send ",)),
+    ("ZeroMQ receive", ("Socket.recv", "zmq/")),
+    ("asyncio machinery (tasks, futures, handles, wait)", ("asyncio/", "contextvars")),
+    ("transport and wire (frames, envelopes, message checks)", ("ringkv/transport.py", "ringkv/peer.py", "ringkv/envelope.py",
+                                                              "ringkv/dispatch.py", "ringkv/wire.py", "ringkv/errors.py", "<string>")),
+    ("storage and records (RocksDB, record codec, DVV, HLC)", ("quorum/replica.py", "ringkv/storage.py", "ringkv/codec.py",
+                                                              "quorum/dvv.py", "quorum/hlc.py", "quorum/hints.py")),
+    ("quorum coordination and placement", ("quorum/", "ring/", "ringkv/server.py", "ringkv/hashing.py", "cachetools/")),
+    ("client API (routing, checks, request ids)", ("ringkv/client.py", "ringkv/keys.py", "ringkv/result.py", "uuid.py")),
+    ("benchmark driver", ("cluster.py",)),
+)
+
+
+def _layer(frame: str) -> str:
+    for layer, marks in _LAYERS:
+        if any(m in frame for m in marks):
+            return layer
+    return "other"
 
 
 _FRAME = re.compile(r"^(.*) \((.*)\)$")
@@ -395,7 +437,7 @@ def _short(frame: str) -> str:
     return f"{func} ({'/'.join(parts[-2:])})"
 
 
-_OURS = ("ringkv/", "quorum/", "ring/", "gossip/", "feeds/", "cli/")
+_OURS = ("ringkv/", "quorum/", "ring/", "gossip/", "feeds/")
 
 
 def _is_ours(frame: str) -> bool:
@@ -406,61 +448,94 @@ def _is_ours(frame: str) -> bool:
 # ------------------------------------------------------------------ contenders
 
 
-async def run_ringkv(args, cluster: Cluster, ks: list[bytes], vals: list[bytes], put_order, get_order,
-                     rounds: list[dict], profiler: Optional[Profiler]) -> None:
-    client = await ringkv.connect_async(cluster.addrs, timeout=10.0)
-    try:
-        await wait_converged(client, cluster.addrs)
+class RingkvContender:
+    name = "ringkv"
+
+    def __init__(self, cluster: Cluster, ks: list[bytes], vals: list[bytes]) -> None:
+        self.cluster, self.ks, self.vals = cluster, ks, vals
+        self.pids = cluster.pids
+        self.client = None
+        self.bench = None
+
+    async def open(self) -> None:
+        self.client = await ringkv.connect_async(self.cluster.addrs, timeout=10.0)
+        await wait_converged(self.client, self.cluster.addrs)
         try:
-            await client.akeyspace_create(KEYSPACE, n=3, r=2, w=2)
+            await self.client.akeyspace_create(KEYSPACE, n=3, r=2, w=2)
         except ringkv.errors.AlreadyExists:
             pass
-        bench = client.keyspace(KEYSPACE)
-        await asyncio.sleep(0.5)  # let the new keyspace settle on every node
+        self.bench = self.client.keyspace(KEYSPACE)
 
-        async def put(i: int) -> None:
-            await bench.aput(ks[i], vals[i])
+    async def put(self, i: int) -> None:
+        await self.bench.aput(self.ks[i], self.vals[i])
 
-        async def get(i: int) -> None:
-            if await bench.aget(ks[i]) is None:
-                raise AssertionError("key missing")
+    async def get(self, i: int) -> None:
+        if await self.bench.aget(self.ks[i]) is None:
+            raise AssertionError("key missing")
 
-        pre = await drive(put, put_order, args.concurrency, None, cluster.pids)
-        if pre["errors"]:
-            raise RuntimeError(f"ringkv preload failed: {pre['error_kinds']}")
-        for r in rounds:
-            cluster.check_alive()
-            for phase, op, order in (("put", put, put_order), ("get", get, get_order)):
-                if profiler:
-                    profiler.start(f"ringkv-{phase}", args.seconds)
-                r[f"ringkv {phase}"] = await drive(op, order, args.concurrency, args.seconds, cluster.pids)
-                if profiler:
-                    profiler.stop()
-        cluster.check_alive()
-    finally:
-        await client.aclose()
+    def check(self) -> None:
+        self.cluster.check_alive()
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
 
 
-async def run_redis(args, server: RedisServer, ks: list[bytes], vals: list[bytes], put_order, get_order, rounds: list[dict]) -> None:
-    import redis.asyncio as aredis
+class RedisContender:
+    name = "redis"
 
-    client = aredis.Redis(host="127.0.0.1", port=server.port, max_connections=args.concurrency + 8, socket_timeout=10)
+    def __init__(self, server: RedisServer, ks: list[bytes], vals: list[bytes], concurrency: int) -> None:
+        self.server, self.ks, self.vals, self.concurrency = server, ks, vals, concurrency
+        self.pids = server.pids
+        self.client = None
+
+    async def open(self) -> None:
+        import redis.asyncio as aredis
+
+        self.client = aredis.Redis(host="127.0.0.1", port=self.server.port, max_connections=self.concurrency + 8, socket_timeout=10)
+        await self.client.ping()
+
+    async def put(self, i: int) -> None:
+        await self.client.set(self.ks[i], self.vals[i])
+
+    async def get(self, i: int) -> None:
+        if await self.client.get(self.ks[i]) is None:
+            raise AssertionError("key missing")
+
+    def check(self) -> None:
+        if self.server.proc is None or self.server.proc.poll() is not None:
+            raise RuntimeError("redis-server exited")
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+async def run(args, contenders: list, put_order: list[int], get_order: list[int],
+              rounds: list[dict], profiler: Optional[Profiler]) -> None:
+    """Open and preload every contender, then per round: each contender's put
+    phase, then its get phase (interleaved, so load from elsewhere on the
+    machine hits all of them alike)."""
     try:
-        async def put(i: int) -> None:
-            await client.set(ks[i], vals[i])
-
-        async def get(i: int) -> None:
-            if await client.get(ks[i]) is None:
-                raise AssertionError("key missing")
-
-        pre = await drive(put, put_order, args.concurrency, None, server.pids)
-        if pre["errors"]:
-            raise RuntimeError(f"redis preload failed: {pre['error_kinds']}")
-        for r in rounds:
-            for phase, op, order in (("put", put, put_order), ("get", get, get_order)):
-                r[f"redis {phase}"] = await drive(op, order, args.concurrency, args.seconds, server.pids)
+        for c in contenders:
+            await c.open()
+            pre = await drive(c.put, put_order, args.concurrency, None, c.pids)
+            if pre["errors"]:
+                raise RuntimeError(f"{c.name} preload failed: {pre['error_kinds']}")
+        for round_, r in enumerate(rounds):
+            for c in contenders:
+                c.check()
+                for phase, op, order in (("put", c.put, put_order), ("get", c.get, get_order)):
+                    profiling = profiler is not None and c.name == "ringkv" and round_ == 0
+                    if profiling:
+                        profiler.start(f"ringkv-{phase}", args.seconds)
+                    r[f"{c.name} {phase}"] = await drive(op, order, args.concurrency, args.seconds, c.pids)
+                    if profiling:
+                        profiler.stop()
+                c.check()
     finally:
-        await client.aclose()
+        for c in contenders:
+            await c.aclose()
 
 
 # ------------------------------------------------------------------ driver
@@ -514,9 +589,16 @@ def print_table(args, best: dict[str, dict]) -> dict[str, float]:
     for cell, res in best.items():
         if res["errors"]:
             print(f"errors in {cell}: {res['error_kinds']}")
-    print("server CPU: the 3 nodes together, or redis-server; client CPU: this process (the driver)."
-          " Utilisation (CPU-seconds per second):",
-          ", ".join(f"{c} {_fmt(r['server_cpu_util'], '.2f')}/{_fmt(r['client_cpu_util'], '.2f')}" for c, r in best.items()))
+    print("\nCPU use (CPU-seconds per second; the machine has", os.cpu_count(), "cores)")
+    print(f"{'':12}{'server':>10}{'client':>10}{'others':>10}")
+    for cell in ("ringkv put", "redis put", "ringkv get", "redis get"):
+        res = best.get(cell)
+        if res is not None:
+            label = cell.replace("redis put", "redis SET").replace("redis get", "redis GET")
+            print(f"{label:12}{_fmt(res['server_cpu_util'], '.2f'):>10}{_fmt(res['client_cpu_util'], '.2f'):>10}"
+                  f"{_fmt(res['other_cpu_util'], '.2f'):>10}")
+    print("server: the 3 nodes together, or redis-server; client: this process (the driver);"
+          " others: every other process on the machine meanwhile (load that skews the figures)")
     return ratio
 
 
@@ -567,9 +649,10 @@ def main(argv: list[str] | None = None) -> int:
             redis_srv.start()
         if args.profile:
             profiler = Profiler(args.profile, {**{f"node{i + 1}": pid for i, pid in enumerate(cluster.pids)}, "client": os.getpid()})
-        asyncio.run(run_ringkv(args, cluster, ks, vals, put_order, get_order, rounds, profiler))
+        contenders: list = [RingkvContender(cluster, ks, vals)]
         if not args.no_redis:
-            asyncio.run(run_redis(args, redis_srv, ks, vals, put_order, get_order, rounds))
+            contenders.append(RedisContender(redis_srv, ks, vals, args.concurrency))
+        asyncio.run(run(args, contenders, put_order, get_order, rounds, profiler))
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130

@@ -35,6 +35,7 @@ views cheaply: XOR of entry fingerprints per bucket of node ids.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass, field
 from hashlib import blake2b
@@ -74,6 +75,7 @@ def _fp(obj: Any) -> int:
     return int.from_bytes(blake2b(_packer.pack(obj), digest_size=8).digest(), "big")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def bucket_of(node_id: str) -> int:
     """Stable digest bucket of a node id."""
     return zlib.crc32(node_id.encode("utf-8", "surrogatepass")) % NBUCKETS

@@ -14,6 +14,7 @@ Nested shapes (all plain lists, msgpack-friendly):
   ``["s", node_id, incarnation, from_id]`` (suspect) or
   ``["d", node_id, incarnation, from_id]`` (down)
 * digest item: ``[node_id, rank, incarnation, counter, fingerprint]``
+* view fingerprint: ``[size, xor of entry fingerprints]``
 """
 
 from __future__ import annotations

@@ -415,5 +415,6 @@ class GossipNode(SwimMixin, PushPullMixin):
                     self._merge_meta(MetaEntry.from_wire(item[1]))
             else:
                 self._rumor(kind, item[1], item[2], item[3], now)
+
     def _on_gossip(self, msg: Gossip, now: float) -> None:
         self._apply_gossip(msg.gossip, now)

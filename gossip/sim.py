@@ -112,8 +112,15 @@ class SimCluster:
 
 def convergence_rounds(n: int, seed: int = 0, *, seeding: str = "tree", codec: bool = False,
                        max_rounds: int = 200, config: GossipConfig | None = None) -> int:
-    """Protocol periods until all ``n`` views are identical (each node starts
-    knowing itself and one seed address); ``max_rounds + 1`` if never."""
+    """Protocol periods until all ``n`` views are identical.
+
+    Each node starts knowing only itself and one seed address (``seeding``:
+    ``"tree"``, a random earlier node, or ``"star"``, node 0); all start at
+    t=0 on a loss-free network with 0.5-5 ms delays. A round is one
+    ``probe_interval``; views are compared at the end of each round. Returns
+    ``max_rounds + 1`` if they never agree. ``codec=True`` also runs every
+    message through msgpack and the wire checks (10 % slower at N=1000).
+    """
     cluster = SimCluster(n, seed, seeding=seeding, codec=codec, config=config, record=False)
     period = cluster.config.probe_interval
     for r in range(1, max_rounds + 1):

@@ -54,6 +54,7 @@ class ClusterView(Protocol):
     node_id: str
 
     def walk(self, key: bytes) -> list[str]: ...
+    def pending(self, place: bytes, n: int) -> list[str]: ...
     def is_alive(self, node_id: str) -> bool: ...
     def addr(self, node_id: str) -> str: ...
     def keyspace(self, name: str) -> KeyspaceInfo: ...
@@ -168,9 +169,13 @@ class Coordinator:
         me = self.view.node_id
         raw = encode_record(rec)
         targets = write_targets(walk, info.n, me, self.view.is_alive)
-        tally = Tally(w, len(targets) + 1)
-        tally.success(me)
         used = {me, *(t for t, _ in targets), *walk[: info.n]}
+        # pending owners (a joining node, the gainers of a leaving one) must get the write too
+        pending = [p for p in self.view.pending(table.place(key), info.n) if p not in used]
+        targets += [(p, None) for p in pending]
+        used.update(pending)
+        tally = Tally(w + len(pending), len(targets) + 1)
+        tally.success(me)
         pending: dict[asyncio.Future, tuple[str, Optional[str]]] = {}
 
         def launch(node: str, hint_for: Optional[str]) -> None:
@@ -201,7 +206,7 @@ class Coordinator:
             if tally.met:
                 answered = True
                 return KvDone(len(tally.ok))
-            raise QuorumError(acks=len(tally.ok), required=w, failed=tally.failed + [n for n, _ in pending.values()])
+            raise QuorumError(acks=len(tally.ok), required=tally.required, failed=tally.failed + [n for n, _ in pending.values()])
         finally:
             if pending:
                 if answered:

@@ -76,6 +76,9 @@ from ringkv.quorum.messages import (
 from ringkv.quorum.replica import LocalReplica
 from ringkv.quorum.tables import feed_cf
 from ringkv.repair import install as install_repair
+from ringkv.elastic import Elastic
+from ringkv.ring.messages import StreamPull, StreamPush
+from ringkv.ring.streaming import StreamConfig
 from ringkv.ring import Ring, allocate_tokens
 from ringkv.storage import Storage, keyspace_cf
 from ringkv.transport import Transport, current_deadline
@@ -92,6 +95,7 @@ _KS_META = "keyspace:"
 _TOKENS = b"tokens"
 _INCARNATION = b"incarnation"
 _KS_LOCAL = b"ksdef:"
+_PHASE = b"phase"  # "joining" / "leaving" until that change completes (resumed after a crash)
 #: Most of a request's budget (seconds) kept back for sending its answer.
 _REPLY_MARGIN = 0.25
 
@@ -119,6 +123,12 @@ class NodeConfig:
     request_timeout: float = 5.0
     #: Largest frame accepted from the network, in bytes.
     max_message_size: int = 64 * 1024 * 1024
+    #: Streaming of ranges between owners (throttle, chunk size, transfer limit).
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    #: Node id of a dead member whose tokens (and data) this new node takes over.
+    replace: Optional[str] = None
+    #: Seconds between checks for ranges this node no longer replicates.
+    cleanup_interval: float = 5.0
     #: Seed for the node's random choices (gossip peers, tokens); None: fresh.
     #: Simulations set it so a run replays exactly.
     seed: Optional[int] = None
@@ -143,6 +153,8 @@ class NodeServer:
         self.gossip: Optional[GossipNode] = None
         self.coordinator: Optional[Coordinator] = None
         self.ring = Ring({})
+        #: The ring once pending joins/leaves complete: writes also go to its new owners.
+        self.future_ring = Ring({})
         self.node_id = ""
         self.address = ""
         self._keyspaces: dict[str, KeyspaceInfo] = {}
@@ -174,6 +186,8 @@ class NodeServer:
             FeedReplicaScan: self._immediate(lambda m: self.feeds.replica_scan(m)),
             FeedReplicaLength: self._immediate(lambda m: self.feeds.replica_length(m)),
             FeedReplicaList: self._immediate(lambda m: self.feeds.replica_list(m)),
+            StreamPull: self._immediate(lambda m: self.elastic.streamer.serve_pull(self.coordinator.table(m.table), m)),
+            StreamPush: self._immediate(lambda m: self.elastic.streamer.accept(self.coordinator.table(m.table), m.entries) and None),
         }
 
     # -- lifecycle -------------------------------------------------------
@@ -197,6 +211,7 @@ class NodeServer:
         storage.meta_put(_INCARNATION, str(incarnation).encode())
         raw_tokens = storage.meta_get(_TOKENS)
         tokens = list(msgpack.unpackb(raw_tokens)) if raw_tokens else []
+        phase = (storage.meta_get(_PHASE) or b"").decode()
         self._rng = random.Random(cfg.seed)
         self.transport = self._make_transport(cfg.listen, self._handle)
         await self.transport.start()
@@ -209,7 +224,7 @@ class NodeServer:
             self.address,
             seeds=[s for s in cfg.seeds if s != self.address],
             tokens=tokens,
-            status=UP if tokens else JOINING,
+            status=LEAVING if phase == "leaving" else UP if tokens and phase != "joining" else JOINING,
             incarnation=incarnation,
             config=cfg.gossip,
             rng=self._rng,
@@ -220,11 +235,17 @@ class NodeServer:
         )
         self.feeds = FeedService(self.coordinator, FeedStore(storage), EntryIds(self.node_id, replica.hlc), self.transport.request)
         self.repair = install_repair(self)
+        self.elastic = Elastic(self)
         self._rebuild_ring()
         self._tasks.append(asyncio.ensure_future(self._gossip_loop()))
         self._tasks.append(asyncio.ensure_future(self._hint_loop()))
+        self._tasks.append(asyncio.ensure_future(self.elastic.cleanup_loop(cfg.cleanup_interval)))
         if not tokens:
             await self._choose_tokens()
+        elif phase == "joining":
+            self.elastic.spawn(self.elastic.join())
+        elif phase == "leaving":
+            self.elastic.spawn(self.elastic.leave())
         log.info("node %s listening on %s (epoch %d, incarnation %d)", self.node_id, self.address, ident.epoch, incarnation)
 
     async def _choose_tokens(self) -> None:
@@ -243,14 +264,54 @@ class NodeServer:
             while loop.time() < settle:
                 await asyncio.sleep(0.05)
         remembered = await self._remembered_tokens()
-        if remembered:
+        if cfg.replace:
+            tokens = await self._take_over(cfg.replace)
+        elif remembered:
             # our data directory was lost but the cluster remembers us: keep our place on the ring
             tokens = remembered
         else:
             tokens = allocate_tokens(self._ring_members(), cfg.vnodes, self._rng)
+        if not self._ring_members():
+            # the first node of a new cluster: nothing to stream from
+            self.storage.meta_put(_TOKENS, msgpack.packb(tokens))
+            self._run(self.gossip.update_self(self._now(), tokens=tokens, status=UP))
+            self._rebuild_ring()
+            return
+        self.storage.meta_put(_PHASE, b"joining")
         self.storage.meta_put(_TOKENS, msgpack.packb(tokens))
-        self._run(self.gossip.update_self(self._now(), tokens=tokens, status=UP))
+        self._run(self.gossip.update_self(self._now(), tokens=tokens, status=JOINING))
         self._rebuild_ring()
+        self.elastic.spawn(self.elastic.join())
+
+    def finish_join(self) -> None:
+        """Our ranges are streamed: become a full owner."""
+        self.storage.meta_put(_PHASE, b"")  # type: ignore[union-attr]
+        self._run(self.gossip.update_self(self._now(), status=UP))  # type: ignore[union-attr]
+        self._rebuild_ring()
+
+    def finish_leave(self) -> None:
+        """Our ranges are handed over: go ``left`` and stop shortly after (gossip spreads it)."""
+        self.storage.meta_put(_PHASE, b"left")  # type: ignore[union-attr]
+        self._run(self.gossip.update_self(self._now(), status=LEFT))  # type: ignore[union-attr]
+        asyncio.get_running_loop().call_later(2 * self.config.gossip.gossip_interval + 0.5, self._stopped.set)
+
+    async def _take_over(self, dead: str) -> list[int]:
+        """``--replace``: adopt a dead member's tokens and mark it removed."""
+        for seed in self.config.seeds:
+            try:
+                view = await self.transport.request(seed, ClusterView(), 2.0)  # type: ignore[union-attr]
+            except RingKVError:
+                continue
+            for node_id, _addr, tokens, status, live in view.members:  # type: ignore[attr-defined]
+                if node_id != dead:
+                    continue
+                if live != "down" and status not in ("removed",):
+                    raise BadRequest(f"member {dead} is {live}; only a down member can be replaced")
+                if status != "removed":
+                    await self.transport.request(seed, RemoveMember(dead), 5.0)  # type: ignore[union-attr]
+                return list(tokens)
+            raise NotFound(f"no member {dead!r} in the cluster")
+        raise Unavailable("no seed answered; cannot replace")
 
     def _make_transport(self, listen: str, handler):
         if self._transport_factory is not None:
@@ -313,6 +374,7 @@ class NodeServer:
 
     def _run(self, effects: list) -> None:
         ring_changed = False
+        removed: list[str] = []
         for e in effects:
             if type(e) is Send:
                 with contextlib.suppress(RingKVError):
@@ -321,6 +383,8 @@ class NodeServer:
                 old, new = e.old, e.new
                 if old is None or (old.status, old.tokens) != (new.status, new.tokens):
                     ring_changed = True
+                    if old is not None and new.status == "removed" and old.status != "removed" and old.tokens:
+                        removed.append(new.node_id)
                 if old is None or old.status != new.status or old.addr != new.addr:
                     log.info("member %s %s at %s", new.node_id, new.status, new.addr)
             elif type(e) is LivenessChanged:
@@ -328,15 +392,28 @@ class NodeServer:
             elif type(e) is MetadataChanged:
                 self._on_metadata(e.key, e.value)
         if ring_changed:
+            before = self.ring
             self._rebuild_ring()
+            if removed and getattr(self, "elastic", None) is not None:
+                for node_id in removed:
+                    self.hints.drop_target(node_id)
+                    self.elastic.on_removed(node_id, before)
         self._wake.set()
 
-    def _ring_members(self) -> dict[str, tuple[int, ...]]:
+    def _ring_members(self, statuses: tuple = _RING_STATUSES) -> dict[str, tuple[int, ...]]:
         members = self.gossip.members if self.gossip is not None else {}
-        return {m.node_id: m.tokens for m in members.values() if m.status in _RING_STATUSES and m.tokens}
+        return {m.node_id: m.tokens for m in members.values() if m.status in statuses and m.tokens}
 
     def _rebuild_ring(self) -> None:
         self.ring = Ring(self._ring_members())
+        self.future_ring = Ring(self._ring_members((UP, JOINING)))
+
+    def pending(self, place: bytes, n: int) -> list[str]:
+        """Future owners of ``place`` that are not owners yet (joining, or gaining from a leaver)."""
+        if self.future_ring is self.ring or len(self.future_ring) == 0:
+            return []
+        now = self.ring.preference_list(place, n) if len(self.ring) else []
+        return [m for m in self.future_ring.preference_list(place, n) if m not in now and self.is_alive(m)]
 
     # -- keyspaces (cluster metadata) ------------------------------------
 
@@ -568,6 +645,7 @@ class NodeServer:
             "keyspaces": [k.to_dict() for k in self.keyspaces()],
             "transport": dataclasses.asdict(self.transport.stats),  # type: ignore[union-attr]
             "quorum": dict(self.coordinator.stats),  # type: ignore[union-attr]
+            "elastic": self.elastic.status(),
         }
 
     async def _on_status(self, msg: NodeStatus) -> Message:
@@ -582,8 +660,15 @@ class NodeServer:
         self.hints.drop_target(msg.node_id)
 
     async def _on_leave(self, msg: Leave) -> None:
-        self._run(self.gossip.update_self(self._now(), status=LEFT))  # type: ignore[union-attr]
-        asyncio.get_running_loop().call_later(1.0, self._stopped.set)
+        """Start leaving: hand our ranges to their new owners, then go ``left`` and stop."""
+        if self.elastic.state in ("leaving", "left"):
+            return
+        others = [m for m in self._ring_members() if m != self.node_id]
+        if not others:
+            raise BadRequest("the last member cannot leave: there is nobody to hand the data to")
+        self.storage.meta_put(_PHASE, b"leaving")  # type: ignore[union-attr]
+        self._run(self.gossip.update_self(self._now(), status=LEAVING))  # type: ignore[union-attr]
+        self.elastic.spawn(self.elastic.leave())
 
     # -- hinted handoff --------------------------------------------------
 

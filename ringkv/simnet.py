@@ -216,7 +216,7 @@ class SimNet:
             if not isinstance(raw, list) or len(raw) != 2:
                 raise ProtocolError("bad envelope")
             return decode_body(raw[0], raw[1])
-        except (ProtocolError, ValueError) as exc:  # msgpack errors are ValueErrors
+        except (ProtocolError, ValueError, msgpack.UnpackException) as exc:
             self.stats["undecodable"] += 1
             self.stats[f"undecodable:{type(exc).__name__}"] += 1
             return None

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -327,5 +328,9 @@ def test_demo_keep_leaves_a_working_cluster_and_says_how_to_stop_it(demo_tmp):
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while _processes_mentioning(str(demo_tmp)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # poll until the nodes have stopped
+    assert _processes_mentioning(str(demo_tmp)) == [], "SIGTERM should stop every node"
     root = stop_cmd.split("rm -rf ", 1)[1]
-    assert root.startswith(str(demo_tmp))
+    assert root.startswith(str(demo_tmp)) and os.path.isdir(root)

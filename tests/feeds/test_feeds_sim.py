@@ -55,6 +55,7 @@ async def _scenario(root: str, seed: int):
     stop_at = loop.time() + 15
     acked: set = set()
     removed: set = set()
+    maybe_removed: set = set()
     try:
         clients = [await cluster.client(i) for i in range(3)]
 
@@ -65,6 +66,7 @@ async def _scenario(root: str, seed: int):
                 try:
                     if mine and rng.random() < 0.2:
                         eid = mine.pop(rng.randrange(len(mine)))
+                        maybe_removed.add(eid)  # a failed remove may still have landed
                         await feed.aremove(eid)
                         removed.add(eid)
                     else:
@@ -93,16 +95,16 @@ async def _scenario(root: str, seed: int):
             addr = cluster.servers[0].addr(node_id)
             page = await clients[0].call(FeedReplicaScan("default", b"f", None, False, 1000), addr=addr)
             views.append([(k, raw) for k, raw in page.entries])
-        return acked, removed, await _all_ids(reader), views
+        return acked, removed, maybe_removed, await _all_ids(reader), views
     finally:
         await cluster.stop()
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_appends_and_removes_under_partitions_converge_to_one_order(tmp_path, seed):
-    acked, removed, final, views = run_virtual(_scenario(str(tmp_path), seed))
+    acked, removed, maybe_removed, final, views = run_virtual(_scenario(str(tmp_path), seed))
     assert len(acked) > 50
     assert final == sorted(final)
-    assert acked - removed <= set(final), f"seed={seed}: acknowledged entries missing"
+    assert acked - maybe_removed <= set(final), f"seed={seed}: acknowledged entries missing"
     assert not (set(final) & removed), f"seed={seed}: removed entries came back"
     assert all(v == views[0] for v in views), f"seed={seed}: replicas disagree"

@@ -1,0 +1,260 @@
+"""Streaming hash ranges between owners: chunked, throttled, resumable, observable.
+
+A transfer moves one ``[lo, hi)`` range of one table. The receiver *pulls*
+chunks from a current owner (join, replace, re-replication after a remove),
+or a leaving owner *pushes* them. Records are merged on arrival, so a resent
+chunk is harmless; the last storage key done is persisted after every chunk,
+so a transfer interrupted by a crash of either side resumes where it stopped
+instead of from zero. Keys are spread uniformly by hash, so the hash of the
+last key done tells how far a transfer has come (and its ETA).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Optional
+
+import msgpack
+
+from ringkv.codec import decode_record
+from ringkv.errors import RingKVError, Unavailable
+from ringkv.hashing import RING_SIZE, token_bytes
+from ringkv.quorum.tables import Table
+from ringkv.ring.handoff import Move
+from ringkv.ring.messages import StreamChunk, StreamPull, StreamPush
+from ringkv.storage import META_CF, Storage
+from ringkv.wire import Message
+
+__all__ = ["Streamer", "Transfer", "StreamConfig"]
+
+_XFER = b"xfer:"
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    #: Bandwidth cap for all transfers of a node, MB/s (None: unthrottled).
+    mb_per_s: Optional[float] = None
+    #: Bytes of records per chunk.
+    chunk_bytes: int = 256 * 1024
+    #: Transfers a node runs at once.
+    max_transfers: int = 2
+    #: Seconds to wait for one chunk.
+    chunk_timeout: float = 15.0
+
+
+@dataclass
+class Transfer:
+    tid: str
+    kind: str
+    table: str
+    lo: int
+    hi: int
+    peer: str = ""
+    keys: int = 0
+    bytes: int = 0
+    #: bytes already streamed before a restart resumed this transfer
+    resumed_from: int = 0
+    position: int = 0
+    started: float = 0.0
+    finished: Optional[float] = None
+    error: str = ""
+
+    def fraction(self) -> float:
+        span = self.hi - self.lo
+        if self.finished is not None or span <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (self.position - self.lo) / span))
+
+    def as_dict(self, now: float) -> dict:
+        elapsed = max(1e-9, (self.finished or now) - self.started)
+        f = self.fraction()
+        return {
+            "kind": self.kind,
+            "table": self.table,
+            "range": [self.lo, self.hi - 1],
+            "peer": self.peer,
+            "keys": self.keys,
+            "bytes": self.bytes,
+            "resumed_from_bytes": self.resumed_from,
+            "done": self.finished is not None,
+            "fraction": round(f, 4),
+            "rate_bytes_per_s": round(self.bytes / elapsed, 1),
+            "eta_s": None if f <= 0 else round(elapsed * (1 - f) / f, 1),
+            "error": self.error,
+        }
+
+
+@dataclass
+class _Bucket:
+    rate: Optional[float]
+    level: float = 0.0
+    stamp: float = 0.0
+
+
+class Streamer:
+    """Runs transfers for one node; ``apply(table, key, record)`` merges what arrives."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        apply: Callable[[Table, bytes, object], object],
+        request: Callable[[str, Message, float], Awaitable[Message]],
+        addr: Callable[[str], str],
+        config: StreamConfig | None = None,
+    ) -> None:
+        self.storage = storage
+        self._apply = apply
+        self._request = request
+        self._addr = addr
+        self.config = config or StreamConfig()
+        self.transfers: dict[str, Transfer] = {}
+        self._slots = asyncio.Semaphore(self.config.max_transfers)
+        self._active: set[str] = set()
+        rate = self.config.mb_per_s
+        self._bucket = _Bucket(rate * 1024 * 1024 if rate else None)
+
+    # -- shared ------------------------------------------------------------
+
+    async def _throttle(self, nbytes: int) -> None:
+        b = self._bucket
+        if not b.rate:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        b.level = max(0.0, b.level - (now - b.stamp) * b.rate) + nbytes
+        b.stamp = now
+        wait = b.level / b.rate - 1.0  # allow a one-second burst
+        if wait > 0:
+            await asyncio.sleep(wait)  # rate limiting, by design
+
+    def _load(self, tid: str) -> tuple[Optional[bytes], int, int]:
+        raw = self.storage.meta_get(_XFER + tid.encode())
+        if not raw:
+            return None, 0, 0
+        after, keys, nbytes = msgpack.unpackb(raw)
+        return after, keys, nbytes
+
+    def _save(self, tid: str, after: Optional[bytes], t: Transfer) -> None:
+        self.storage.meta_put(_XFER + tid.encode(), msgpack.packb([after, t.keys, t.bytes]), sync=False)
+
+    def _clear(self, tid: str) -> None:
+        b = self.storage.batch()
+        b.delete(META_CF, _XFER + tid.encode())
+        self.storage.write(b)
+
+    def _begin(self, kind: str, table: Table, move: Move, peer: str) -> tuple[Transfer, Optional[bytes]]:
+        tid = f"{kind}:{table.wire_name}:{move.lo:x}:{move.hi:x}"
+        if tid in self._active:
+            raise Unavailable(f"range {tid} is already being transferred")
+        after, keys, nbytes = self._load(tid)
+        t = Transfer(tid, kind, table.wire_name, move.lo, move.hi, peer, keys, nbytes, nbytes, move.lo, asyncio.get_running_loop().time())
+        if after is not None:
+            t.position = int.from_bytes(after[:8], "big")
+        self.transfers[tid] = t
+        self._active.add(tid)
+        return t, after
+
+    def _end(self, t: Transfer) -> None:
+        t.finished = asyncio.get_running_loop().time()
+        self._active.discard(t.tid)
+        self._clear(t.tid)
+
+    def status(self) -> list[dict]:
+        now = asyncio.get_running_loop().time()
+        return [t.as_dict(now) for t in self.transfers.values()]
+
+    def busy(self) -> bool:
+        return bool(self._active)
+
+    # -- reading local ranges ---------------------------------------------
+
+    def read_chunk(self, table: Table, lo: int, hi: int, after: Optional[bytes], max_bytes: int) -> tuple[list, Optional[bytes], bool]:
+        """Records of ``[lo, hi)`` after storage key ``after``: ``(entries, last key, done)``."""
+        start = token_bytes(lo) if after is None else max(token_bytes(lo), after + b"\x00")
+        end = token_bytes(hi) if hi < RING_SIZE else None
+        entries, size, last = [], 0, after
+        for skey, raw in self.storage.scan(table.cf, start, end, chunk=256):
+            if size >= max_bytes:
+                return entries, last, False
+            entries.append([skey[8:], raw])
+            size += len(skey) + len(raw)
+            last = skey
+        return entries, last, True
+
+    def serve_pull(self, table: Table, msg: StreamPull) -> StreamChunk:
+        entries, last, done = self.read_chunk(table, msg.lo, msg.last + 1, msg.after, min(msg.max_bytes, 8 * 1024 * 1024))
+        return StreamChunk(entries, last, done)
+
+    def accept(self, table: Table, entries: list) -> int:
+        for key, raw in entries:
+            self._apply(table, key, decode_record(raw))
+        return len(entries)
+
+    # -- transfers ---------------------------------------------------------
+
+    async def pull(self, table: Table, move: Move, sources: Callable[[], list[str]]) -> Transfer:
+        """Receive ``move`` from whichever current owner answers; resumable."""
+        async with self._slots:
+            t, after = self._begin("pull", table, move, "")
+            try:
+                while True:
+                    chunk = None
+                    for src in sources():
+                        try:
+                            chunk = await self._request(
+                                self._addr(src),
+                                StreamPull(table.wire_name, move.lo, move.hi - 1, after, self.config.chunk_bytes),
+                                self.config.chunk_timeout,
+                            )
+                            t.peer = src
+                            break
+                        except RingKVError as exc:
+                            t.error = str(exc)
+                    if chunk is None:
+                        raise Unavailable(f"no live owner to stream {t.tid} from: {t.error}")
+                    self.accept(table, chunk.entries)  # type: ignore[attr-defined]
+                    nbytes = sum(len(k) + len(v) for k, v in chunk.entries)  # type: ignore[attr-defined]
+                    t.keys += len(chunk.entries)  # type: ignore[attr-defined]
+                    t.bytes += nbytes
+                    after = chunk.after  # type: ignore[attr-defined]
+                    if after is not None:
+                        t.position = int.from_bytes(after[:8], "big")
+                        self._save(t.tid, after, t)
+                    if chunk.done:  # type: ignore[attr-defined]
+                        break
+                    await self._throttle(nbytes)
+                self._end(t)
+                return t
+            finally:
+                self._active.discard(t.tid)
+
+    async def push(self, table: Table, move: Move, target: str) -> Transfer:
+        """Hand our copy of ``move`` to ``target`` (a leaving owner's side); resumable."""
+        async with self._slots:
+            t, after = self._begin("push:" + target, table, move, target)
+            t.kind = "push"
+            try:
+                while True:
+                    entries, last, done = self.read_chunk(table, move.lo, move.hi, after, self.config.chunk_bytes)
+                    if entries:
+                        await self._request(self._addr(target), StreamPush(table.wire_name, entries), self.config.chunk_timeout)
+                        nbytes = sum(len(k) + len(v) for k, v in entries)
+                        t.keys += len(entries)
+                        t.bytes += nbytes
+                        after = last
+                        t.position = int.from_bytes(last[:8], "big") if last else move.lo
+                        self._save(t.tid, after, t)
+                        await self._throttle(nbytes)
+                    if done:
+                        break
+                self._end(t)
+                return t
+            finally:
+                self._active.discard(t.tid)
+
+    def forget_finished(self) -> None:
+        for tid in [tid for tid, t in self.transfers.items() if t.finished is not None]:
+            with contextlib.suppress(KeyError):
+                del self.transfers[tid]
