@@ -10,6 +10,8 @@ import argparse
 import asyncio
 from typing import Any, Awaitable, Callable, TypeVar
 
+from rich.table import Table
+
 import ringkv
 from ringkv.cli import exits
 from ringkv.cli.output import print_json, stdout_console
@@ -18,7 +20,7 @@ from ringkv.errors import BadRequest, NotFound, RingKVError, Timeout, Unavailabl
 from ringkv.node_messages import ClusterView, Leave, RemoveMember
 from ringkv.ring import Ring
 
-__all__ = ["register", "fetch_status", "fetch_ring"]
+__all__ = ["register", "fetch_status", "fetch_ring", "status_table"]
 
 T = TypeVar("T")
 _NOT_IN_RING = ("left", "removed")
@@ -125,10 +127,8 @@ def _styled(word: str) -> str:
     return f"[{style}]{word}[/{style}]" if style else word
 
 
-def status_table(status: dict):
+def status_table(status: dict) -> Table:
     """A rich table of a status dict (also used by ``ringkv demo``)."""
-    from rich.table import Table
-
     table = Table(title=f"cluster seen from {status['node_id']} ({status['addr']})")
     table.add_column("node_id", style="bold")
     table.add_column("addr")
@@ -160,8 +160,6 @@ def cmd_ring(args: argparse.Namespace) -> int:
     if args.json:
         print_json(ring)
         return exits.OK
-    from rich.table import Table
-
     table = Table(title=f"ring seen from {ring['node_id']}")
     table.add_column("node_id", style="bold")
     table.add_column("addr")

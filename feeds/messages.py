@@ -36,6 +36,7 @@ class FeedAppend(Message):
     feed: bytes
     data: bytes
     w: int | None = None
+    forwarded: bool = False
 
 
 @message("feed.appended")

@@ -11,6 +11,7 @@ filled in from the others and repaired on it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Awaitable, Callable, Optional
 
 from ringkv.codec import encode_record
@@ -107,17 +108,18 @@ class FeedService:
             raise TooLarge(f"entry is {len(msg.data)} bytes; the limit is {self.c.max_value_size}")
         view = self.c.view
         preferred = view.walk(feed)[: table.info.n]
-        if view.node_id not in preferred:
+        if view.node_id not in preferred and not msg.forwarded:
+            fwd = dataclasses.replace(msg, forwarded=True)
             for node in preferred:
                 if view.is_alive(node):
                     try:
-                        return await self.c._call(node, msg, deadline)  # type: ignore[return-value]
+                        return await self.c._call(node, fwd, deadline)  # type: ignore[return-value]
                     except QuorumError:
                         raise
                     except Unavailable:
                         continue
         entry_id = self.ids.next()
-        await self.c.put(KvPut(table.wire_name, feed_entry_key(feed, entry_id), msg.data, None, msg.w, None, ""), deadline)
+        await self.c.put(KvPut(table.wire_name, feed_entry_key(feed, entry_id), msg.data, None, msg.w, None, "", True), deadline)
         return FeedAppended(entry_id)
 
     async def remove(self, msg: FeedRemove, deadline: float) -> None:
@@ -126,7 +128,7 @@ class FeedService:
         rec = await self.c.read(table, key, None, deadline)
         if rec.is_deleted and not rec.entries:
             return  # never existed (or long purged): removing is idempotent
-        await self.c.put(KvPut(table.wire_name, key, None, encode_context(rec.clock), msg.w, None, ""), deadline)
+        await self.c.put(KvPut(table.wire_name, key, None, encode_context(rec.clock), msg.w, None, "", True), deadline)
 
     # -- reads -------------------------------------------------------------
 

@@ -9,6 +9,7 @@ background after answering (late acks, read repair, hinted handoff).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Awaitable, Callable, Optional, Protocol
 
@@ -133,12 +134,13 @@ class Coordinator:
         walk = self.view.walk(table.place(req.key))
         me = self.view.node_id
         preferred = walk[: info.n]
-        if me not in preferred:
+        if me not in preferred and not req.forwarded:
+            fwd = dataclasses.replace(req, forwarded=True)
             for node in preferred:
                 if self.view.is_alive(node):
                     try:
                         self.stats["forwarded"] += 1
-                        return await self._call(node, req, deadline)  # type: ignore[return-value]
+                        return await self._call(node, fwd, deadline)  # type: ignore[return-value]
                     except QuorumError:
                         raise
                     except Unavailable:

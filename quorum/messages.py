@@ -49,6 +49,10 @@ class KvPut(Message):
     w: int | None
     timestamp: int | None
     request_id: str
+    #: Set when a node forwards the write to a replica: the receiver coordinates
+    #: it even if its own (possibly newer or older) ring disagrees, so views in
+    #: flux can never bounce a write between nodes.
+    forwarded: bool = False
 
 
 @message("kv.result")

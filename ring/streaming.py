@@ -12,7 +12,6 @@ last key done tells how far a transfer has come (and its ETA).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Optional
 
@@ -129,37 +128,44 @@ class Streamer:
         if wait > 0:
             await asyncio.sleep(wait)  # rate limiting, by design
 
-    def _load(self, tid: str) -> tuple[Optional[bytes], int, int]:
+    def _load(self, tid: str) -> tuple[Optional[bytes], int, int, bool]:
         raw = self.storage.meta_get(_XFER + tid.encode())
         if not raw:
-            return None, 0, 0
-        after, keys, nbytes = msgpack.unpackb(raw)
-        return after, keys, nbytes
+            return None, 0, 0, False
+        after, keys, nbytes, done = msgpack.unpackb(raw)
+        return after, keys, nbytes, done
 
-    def _save(self, tid: str, after: Optional[bytes], t: Transfer) -> None:
-        self.storage.meta_put(_XFER + tid.encode(), msgpack.packb([after, t.keys, t.bytes]), sync=False)
+    def _save(self, tid: str, after: Optional[bytes], t: Transfer, done: bool = False) -> None:
+        self.storage.meta_put(_XFER + tid.encode(), msgpack.packb([after, t.keys, t.bytes, done]), sync=False)
 
-    def _clear(self, tid: str) -> None:
+    def clear(self) -> None:
+        """Forget every transfer's progress (the change they served is complete)."""
         b = self.storage.batch()
-        b.delete(META_CF, _XFER + tid.encode())
+        b.delete_range(META_CF, _XFER, _XFER[:-1] + b";")
         self.storage.write(b)
+        done = [tid for tid, t in self.transfers.items() if t.finished is not None]
+        for tid in done[: max(0, len(done) - 1000)]:  # status keeps the recent history
+            del self.transfers[tid]
 
     def _begin(self, kind: str, table: Table, move: Move, peer: str) -> tuple[Transfer, Optional[bytes]]:
         tid = f"{kind}:{table.wire_name}:{move.lo:x}:{move.hi:x}"
         if tid in self._active:
             raise Unavailable(f"range {tid} is already being transferred")
-        after, keys, nbytes = self._load(tid)
-        t = Transfer(tid, kind, table.wire_name, move.lo, move.hi, peer, keys, nbytes, nbytes, move.lo, asyncio.get_running_loop().time())
+        after, keys, nbytes, done = self._load(tid)
+        now = asyncio.get_running_loop().time()
+        t = Transfer(tid, kind, table.wire_name, move.lo, move.hi, peer, keys, nbytes, nbytes, move.lo, now)
         if after is not None:
             t.position = int.from_bytes(after[:8], "big")
+        if done:
+            t.finished = now  # completed before a restart: nothing to resend
         self.transfers[tid] = t
         self._active.add(tid)
         return t, after
 
-    def _end(self, t: Transfer) -> None:
+    def _end(self, t: Transfer, after: Optional[bytes]) -> None:
         t.finished = asyncio.get_running_loop().time()
         self._active.discard(t.tid)
-        self._clear(t.tid)
+        self._save(t.tid, after, t, done=True)
 
     def status(self) -> list[dict]:
         now = asyncio.get_running_loop().time()
@@ -199,7 +205,7 @@ class Streamer:
         async with self._slots:
             t, after = self._begin("pull", table, move, "")
             try:
-                while True:
+                while t.finished is None:
                     chunk = None
                     for src in sources():
                         try:
@@ -223,9 +229,9 @@ class Streamer:
                         t.position = int.from_bytes(after[:8], "big")
                         self._save(t.tid, after, t)
                     if chunk.done:  # type: ignore[attr-defined]
+                        self._end(t, after)
                         break
                     await self._throttle(nbytes)
-                self._end(t)
                 return t
             finally:
                 self._active.discard(t.tid)
@@ -236,7 +242,7 @@ class Streamer:
             t, after = self._begin("push:" + target, table, move, target)
             t.kind = "push"
             try:
-                while True:
+                while t.finished is None:
                     entries, last, done = self.read_chunk(table, move.lo, move.hi, after, self.config.chunk_bytes)
                     if entries:
                         await self._request(self._addr(target), StreamPush(table.wire_name, entries), self.config.chunk_timeout)
@@ -248,13 +254,9 @@ class Streamer:
                         self._save(t.tid, after, t)
                         await self._throttle(nbytes)
                     if done:
+                        self._end(t, after)
                         break
-                self._end(t)
                 return t
             finally:
                 self._active.discard(t.tid)
 
-    def forget_finished(self) -> None:
-        for tid in [tid for tid, t in self.transfers.items() if t.finished is not None]:
-            with contextlib.suppress(KeyError):
-                del self.transfers[tid]

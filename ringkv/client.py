@@ -183,7 +183,7 @@ class AsyncClient:
                 if isinstance(exc, Timeout) and not idempotent:
                     break
         if isinstance(last, Timeout):
-            raise Timeout(f"no answer within {total:g}s (tried {len(candidates)} node(s)); the outcome is unknown") from None
+            raise Timeout(f"no answer within {total:g}s (last tried {target}); the outcome is unknown") from None
         raise last
 
     # -- API -------------------------------------------------------------

@@ -74,7 +74,7 @@ class Elastic:
         jobs = []
         for table in self.tables():
             for move in gains(self.s.node_id, old, new, table.info.n):
-                if move.peers:
+                if move.peers or len(old):
                     jobs.append(self.streamer.pull(table, move, lambda m=move: self._sources(m, exclude) or list(m.peers)))
         results = await asyncio.gather(*jobs, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -117,6 +117,10 @@ class Elastic:
     async def join(self) -> None:
         """Pull our future ranges, then become a full owner. Retries until it succeeds."""
         self.state = "joining"
+        loop = asyncio.get_running_loop()
+        while not [m for m in self.s._ring_members() if m != self.s.node_id]:
+            await asyncio.sleep(0.1)  # a restarted joiner first relearns the ring from gossip
+        await asyncio.sleep(2 * self.s.config.gossip.sync_interval)  # ...all of it, not the first member heard of
         await self._await_known("joining")
         while True:
             try:
@@ -126,6 +130,7 @@ class Elastic:
                 log.warning("join streaming interrupted (%s); retrying", exc)
                 await asyncio.sleep(1.0)  # retry back-off
         self.s.finish_join()
+        self.streamer.clear()
         self.state = "idle"
         log.info("node %s joined: ranges streamed", self.s.node_id)
 
@@ -151,6 +156,7 @@ class Elastic:
                 log.warning("leave streaming interrupted (%s); retrying", exc)
                 await asyncio.sleep(1.0)  # retry back-off
         self.state = "left"
+        self.streamer.clear()
         self.s.finish_leave()
 
     # -- remove --------------------------------------------------------------
@@ -164,6 +170,7 @@ class Elastic:
         for _ in range(30):
             try:
                 await self._pull_all(before, self.s.ring, exclude=(node_id,))
+                self.streamer.clear()
                 break
             except RingKVError as exc:
                 log.warning("re-replication after removing %s interrupted (%s); retrying", node_id, exc)
@@ -210,6 +217,7 @@ class Elastic:
                     continue
                 self._drop(table, lo, hi)
                 dropped += 1
+        self.streamer.clear()
         if complete:
             self._cleaned = fingerprint
         if dropped:

@@ -270,7 +270,7 @@ class NodeServer:
             # our data directory was lost but the cluster remembers us: keep our place on the ring
             tokens = remembered
         else:
-            tokens = allocate_tokens(self._ring_members(), cfg.vnodes, self._rng)
+            tokens = allocate_tokens(self._ring_members((UP, LEAVING, JOINING)), cfg.vnodes, self._rng)  # joiners too: concurrent joins stay balanced
         if not self._ring_members():
             # the first node of a new cluster: nothing to stream from
             self.storage.meta_put(_TOKENS, msgpack.packb(tokens))
@@ -293,7 +293,8 @@ class NodeServer:
         """Our ranges are handed over: go ``left`` and stop shortly after (gossip spreads it)."""
         self.storage.meta_put(_PHASE, b"left")  # type: ignore[union-attr]
         self._run(self.gossip.update_self(self._now(), status=LEFT))  # type: ignore[union-attr]
-        asyncio.get_running_loop().call_later(2 * self.config.gossip.gossip_interval + 0.5, self._stopped.set)
+        # keep answering a little while, so clients with an older view are redirected, not refused
+        asyncio.get_running_loop().call_later(3.0, self._stopped.set)
 
     async def _take_over(self, dead: str) -> list[int]:
         """``--replace``: adopt a dead member's tokens and mark it removed."""

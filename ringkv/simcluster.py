@@ -26,25 +26,49 @@ __all__ = ["SimCluster"]
 class SimCluster:
     """``n`` simulated nodes ``sim://n0 .. sim://n{n-1}`` with fault controls."""
 
-    def __init__(self, root: str, n: int = 5, *, seed: int = 0, vnodes: int = 16, drop: float = 0.0, gossip: Optional[GossipConfig] = None) -> None:
+    def __init__(self, root: str, n: int = 5, *, seed: int = 0, vnodes: int = 16, drop: float = 0.0, gossip: Optional[GossipConfig] = None, **node_options) -> None:
         self.root = root
         self.rng = random.Random(seed)
         self.net = SimNetwork(random.Random(seed + 1), drop=drop)
         self.seed = seed
-        self.configs = [
+        self._template = dict(vnodes=vnodes, gossip=gossip or GossipConfig(), hint_interval=0.5, cleanup_interval=1.0)
+        self._template.update(node_options)
+        self.configs: list[NodeConfig] = []
+        self.servers: list[Optional[NodeServer]] = []
+        for _ in range(n):
+            self._new_config()
+        self._clients: list[AsyncClient] = []
+
+    def _new_config(self, **overrides) -> int:
+        i = len(self.configs)
+        opts = dict(self._template, **overrides)
+        self.configs.append(
             NodeConfig(
-                data_dir=os.path.join(root, f"n{i}"),
+                data_dir=os.path.join(self.root, f"n{i}"),
                 listen=f"sim://n{i}",
                 seeds=("sim://n0",) if i else (),
-                vnodes=vnodes,
-                seed=seed * 1000 + i,
-                gossip=gossip or GossipConfig(),
-                hint_interval=0.5,
+                seed=self.seed * 1000 + i,
+                node_id=opts.pop("node_id", f"{self.seed * 1000 + i:012x}"),
+                **opts,
             )
-            for i in range(n)
-        ]
-        self.servers: list[Optional[NodeServer]] = [None] * n
-        self._clients: list[AsyncClient] = []
+        )
+        self.servers.append(None)
+        return i
+
+    async def add(self, **overrides) -> int:
+        """Start one more node (joining through the running ones); returns its index."""
+        i = self._new_config(**overrides)
+        await self.restart(i)
+        return i
+
+    async def wait_for(self, predicate, timeout: float = 120.0, step: float = 0.25) -> None:
+        """Advance simulated time until ``predicate()`` holds (AssertionError after ``timeout``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if loop.time() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s of simulated time")
+            await asyncio.sleep(step)
 
     @property
     def addrs(self) -> list[str]:
@@ -63,7 +87,8 @@ class SimCluster:
             return self.servers[i]  # type: ignore[return-value]
         cfg = self.configs[i]
         # a restart can meet a partition that hides every seed: seed from all peers
-        cfg = replace(cfg, seeds=tuple(a for a in self.addrs if a != cfg.listen) if i else cfg.seeds)
+        others = tuple(a for j, a in enumerate(self.addrs) if a != cfg.listen and self.servers[j] is not None)
+        cfg = replace(cfg, seeds=others or cfg.seeds)
         server = NodeServer(cfg, transport_factory=self.net.transport)
         await server.start()
         self.servers[i] = server

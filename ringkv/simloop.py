@@ -22,7 +22,7 @@ from typing import Awaitable, Callable, Iterable, Optional
 from ringkv import wire
 from ringkv.dispatch import TransportStats, run_handler, set_deadline
 from ringkv.envelope import ONEWAY, REPLY, REQUEST, Codec
-from ringkv.errors import ClosedError, Timeout
+from ringkv.errors import ClosedError, Timeout, Unavailable
 
 __all__ = ["VirtualLoop", "SimNetwork", "SimTransport", "run_virtual"]
 
@@ -197,8 +197,13 @@ class SimTransport:
         self._waiting[rid] = fut
         ((frame, _),) = self._codec.frames([self._part(REQUEST, rid, msg, loop.time() + timeout)])
         self.stats.messages_out += 1
-        self.net._schedule(self.listen, addr, lambda: self._arrive(addr, rid, frame))
-        timer = loop.call_later(timeout, self._expire, rid, addr, timeout)
+        if addr in self.net.transports:
+            self.net._schedule(self.listen, addr, lambda: self._arrive(addr, rid, frame))
+            timer = loop.call_later(timeout, self._expire, rid, addr, timeout)
+        else:
+            # nobody listens there: like ZeroMQ's unconnected peer, the request
+            # waits unsent and expires as "not sent" (safe to send elsewhere)
+            timer = loop.call_later(timeout, self._unsent, rid, addr, timeout)
         try:
             env = await fut
         finally:
@@ -220,6 +225,11 @@ class SimTransport:
         fut = self._waiting.pop(rid, None)
         if fut is not None and not fut.done():
             fut.set_exception(Timeout(f"no reply from {addr} within {timeout:g}s"))
+
+    def _unsent(self, rid: int, addr: str, timeout: float) -> None:
+        fut = self._waiting.pop(rid, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(Unavailable(f"{addr} not reachable within {timeout:g}s; the request was not sent"))
 
     def _arrive(self, dst: str, rid: int, frame: bytes) -> None:
         target = self.net.transports.get(dst)
