@@ -22,10 +22,14 @@ client process, and the ratio ringkv / redis. Every process and directory
 is removed at the end, also on an error or Ctrl-C.
 
 ``--profile [DIR]`` samples the three nodes and this client with py-spy
-(``pip install py-spy``) during the ringkv phases, writes flame graphs to DIR
-(default ``benchmarks/results/profile``) and prints the top functions by own
-time and, for ringkv's own code, by total time. Sampling costs CPU: the
-throughput of a profiled run is not a result.
+(``pip install py-spy``) during the first round of ringkv phases, keeps the
+raw stacks in DIR (default ``benchmarks/results/profile``; collapsed-stack
+text, which speedscope or flamegraph.pl open) and prints the share of
+samples by layer, the top functions by own time and ringkv's functions by
+total time. py-spy counts a runnable thread waiting for a CPU as busy: on a
+loaded machine the event loop's epoll wait and ZeroMQ's send (which wakes
+ZeroMQ's I/O thread) look far bigger than their CPU cost. Sampling costs
+CPU: the throughput of a profiled run is not a result.
 
 Missing redis-server or redis-py: ``bash benchmarks/setup_redis.sh`` (or
 ``--setup`` to have this script run it) installs them.
@@ -333,8 +337,6 @@ class Profiler:
     """py-spy on the nodes and on this process while a phase runs."""
 
     def __init__(self, outdir: str, pids: dict[str, int], rate: int = 250) -> None:
-        if shutil.which("py-spy") is None:
-            raise SystemExit("--profile needs py-spy: pip install py-spy")
         self.outdir, self.pids, self.rate = outdir, pids, rate
         os.makedirs(outdir, exist_ok=True)
         self.procs: list[subprocess.Popen] = []
@@ -342,12 +344,12 @@ class Profiler:
     def start(self, phase: str, seconds: float) -> None:
         self.procs = []
         for name, pid in self.pids.items():
-            for fmt, ext in (("raw", "txt"),):
-                out = os.path.join(self.outdir, f"{phase}-{name}.{ext}")
+            out = os.path.join(self.outdir, f"{phase}-{name}")
+            with open(out + ".log", "wb") as log:  # py-spy's own messages (e.g. no ptrace permission)
                 self.procs.append(subprocess.Popen(
                     ["py-spy", "record", "--pid", str(pid), "--rate", str(self.rate), "--duration", str(max(1, int(seconds))),
-                     "--nonblocking", "--nolineno", "--format", fmt, "--output", out],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     "--nonblocking", "--nolineno", "--format", "raw", "--output", out + ".txt"],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 ))
 
     def stop(self) -> None:
@@ -384,7 +386,7 @@ class Profiler:
                     for fr in set(frames):
                         total_n[fr] += c
         if not samples:
-            return [f"  (no samples for {phase} {', '.join(names)})"]
+            return [f"  (no samples for {phase} {', '.join(names)}: see the .log files in {self.outdir})"]
         busy = samples / (self.rate * seconds * len(names))
         out = [f"  {samples} samples of a running or runnable thread over {len(names)} process(es):"
                f" {busy:.0%} of {len(names)} x {seconds:g}s",
@@ -620,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.keys < 1 or args.value_size < 0 or args.rounds < 1 or args.concurrency < 1 or args.seconds <= 0:
         ap.error("--keys, --rounds, --concurrency must be >= 1, --seconds > 0, --value-size >= 0")
 
+    if args.profile and shutil.which("py-spy") is None:
+        ap.error("--profile needs py-spy: pip install py-spy")
     if not args.no_redis and _missing_tools():
         if args.setup:
             subprocess.run(["bash", SETUP], check=True)

@@ -263,5 +263,19 @@ def main(argv: list[str] | None = None) -> None:
     print_table(args, run(args))
 
 
+@add_report
+def _convergence(args: argparse.Namespace) -> Iterable[str]:
+    """Gossip convergence on the simulated network (rounds of one probe period)."""
+    import math
+
+    from ringkv.gossip import convergence_rounds
+
+    yield ""
+    yield "gossip convergence (simulated, every node seeded by a random earlier one):"
+    for n in (10, 100, 1000):
+        rounds = convergence_rounds(n, seed=1)
+        yield f"  N={n:<5d} {rounds:3d} rounds   (bound 2*log2(N) = {2 * math.log2(n):.1f})"
+
+
 if __name__ == "__main__":
     main()

@@ -126,7 +126,8 @@ class FeedAPI:
 
     def trim(self, *, keep_last: Optional[int] = None, before: Optional[str] = None) -> int:
         """Remove old entries: all but the newest ``keep_last``, or all before ``before``. Returns how many."""
-        doomed = _doomed(self, keep_last, before)
+        _doomed([], keep_last, before)  # bad arguments fail before any scan
+        doomed = _doomed([e.id for e in self.iterate()], keep_last, before)
         for eid in doomed:
             self.remove(eid)
         return len(doomed)
@@ -156,20 +157,16 @@ def _tail_id(entry: Optional[Entry]) -> Optional[str]:
     return entry.id if entry is not None else None
 
 
-def _doomed(feed: FeedAPI, keep_last: Optional[int], before: Optional[str]) -> list[str]:
+def _doomed(ids: list[str], keep_last: Optional[int], before: Optional[str]) -> list[str]:
+    """Which of ``ids`` (oldest first) a trim removes."""
     if (keep_last is None) == (before is None):
         raise BadRequest("trim takes exactly one of keep_last= or before=")
     if keep_last is not None:
         if check_limit(keep_last) is None:
             raise BadRequest("keep_last must be an int >= 0")
-        return [e.id for i, e in enumerate(feed.iterate(reverse=True)) if i >= keep_last]
+        return ids[: max(0, len(ids) - keep_last)]
     bound = parse_id(before)
-    out = []
-    for e in feed.iterate():
-        if parse_id(e.id) >= bound:
-            break
-        out.append(e.id)
-    return out
+    return [i for i in ids if parse_id(i) < bound]
 
 
 class AsyncFeedAPI:
@@ -232,23 +229,8 @@ class AsyncFeedAPI:
                 await asyncio.sleep(poll)
 
     async def atrim(self, *, keep_last: Optional[int] = None, before: Optional[str] = None) -> int:
-        if (keep_last is None) == (before is None):
-            raise BadRequest("trim takes exactly one of keep_last= or before=")
-        doomed: list[str] = []
-        if keep_last is not None:
-            if check_limit(keep_last) is None:
-                raise BadRequest("keep_last must be an int >= 0")
-            i = 0
-            async for e in self.aiterate(reverse=True):
-                if i >= keep_last:
-                    doomed.append(e.id)
-                i += 1
-        else:
-            bound = parse_id(before)
-            async for e in self.aiterate():
-                if parse_id(e.id) >= bound:
-                    break
-                doomed.append(e.id)
+        _doomed([], keep_last, before)
+        doomed = _doomed([e.id async for e in self.aiterate()], keep_last, before)
         for eid in doomed:
             await self.aremove(eid)
         return len(doomed)

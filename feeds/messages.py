@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ringkv.errors import ProtocolError
-from ringkv.wire import Message, message
+from ringkv.wire import Message, check_pairs, message
 
 __all__ = [
     "FeedAppend",
@@ -22,12 +21,6 @@ __all__ = [
     "FeedReplicaLength",
     "FeedReplicaList",
 ]
-
-
-def _pairs(items: list, what: str, second: tuple) -> None:
-    for it in items:
-        if not (isinstance(it, list) and len(it) == 2 and isinstance(it[0], bytes) and isinstance(it[1], second)):
-            raise ProtocolError(f"{what}: bad entry")
 
 
 @message("feed.append")
@@ -65,7 +58,7 @@ class FeedPage(Message):
     more: bool
 
     def check(self) -> None:
-        _pairs(self.entries, "feed.page", (bytes,))
+        check_pairs(self.entries, "feed.page")
 
 
 @message("feed.get")
@@ -118,9 +111,7 @@ class FeedNames(Message):
     feeds: list
 
     def check(self) -> None:
-        for it in self.feeds:
-            if not (isinstance(it, list) and len(it) == 2 and isinstance(it[0], str) and type(it[1]) is int):
-                raise ProtocolError("feed.names: bad entry")
+        check_pairs(self.feeds, "feed.names", (str,), (int,))
 
 
 @message("feed.replica_scan")
@@ -140,7 +131,7 @@ class FeedReplicaPage(Message):
     full: bool
 
     def check(self) -> None:
-        _pairs(self.entries, "feed.replica_page", (bytes,))
+        check_pairs(self.entries, "feed.replica_page")
 
 
 @message("feed.replica_length")

@@ -123,8 +123,15 @@ def sync_lww(a: Optional[DVVSet], b: Optional[DVVSet]) -> DVVSet:
     return DVVSet(join_clocks(a.clock, b.clock), winner)
 
 
-def _next_dot(clock: Mapping[str, int], ctx: Mapping[str, int], actor: str) -> int:
-    return max(clock.get(actor, 0), ctx.get(actor, 0)) + 1
+def _new_dot(local: Optional[DVVSet], context: Optional[Mapping[str, int]], actor: str) -> tuple[Mapping[str, int], Mapping[str, int], int]:
+    """``(local clock, effective context, new counter)`` of a write by ``actor``.
+
+    The counter passes both what this replica and what the writer's context
+    saw of ``actor``, so a new dot is never one already handed out.
+    """
+    clock = local.clock if local is not None else {}
+    ctx = clock if context is None else context
+    return clock, ctx, max(clock.get(actor, 0), ctx.get(actor, 0)) + 1
 
 
 def update(
@@ -139,9 +146,7 @@ def update(
     With a context, exactly the entries that context covers are superseded;
     without one, everything the coordinating replica holds is.
     """
-    clock = local.clock if local is not None else {}
-    ctx = clock if context is None else context
-    counter = _next_dot(clock, ctx, actor)
+    clock, ctx, counter = _new_dot(local, context, actor)
     kept = [e for e in local.entries if ctx.get(e[0], 0) < e[1]] if local is not None else []
     kept.append((actor, counter, ts, value))
     new_clock = join_clocks(clock, ctx) if context is not None else dict(clock)
@@ -157,9 +162,7 @@ def update_lww(
     ts: int,
 ) -> DVVSet:
     """A last-writer-wins write: the result holds one entry, the latest by timestamp."""
-    clock = local.clock if local is not None else {}
-    ctx = clock if context is None else context
-    counter = _next_dot(clock, ctx, actor)
+    clock, ctx, counter = _new_dot(local, context, actor)
     new: Entry = (actor, counter, ts, value)
     entries = (local.entries if local is not None else []) + [new]
     new_clock = join_clocks(clock, ctx)

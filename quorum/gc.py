@@ -12,8 +12,10 @@ fully deleted record is purged only when all of these hold:
   tombstone index says since when), so writes, read repairs and hinted
   copies still in flight when the last replica got it have long landed;
 * no member of the cluster holds an undelivered hint for the key (a hint is
-  a possibly older copy waiting for its owner); a member that does not
-  answer counts as holding one;
+  a possibly older copy waiting for its owner), and no non-replica holds
+  another copy (a fallback's or former owner's copy is merged into the
+  replicas first, and the same tombstone there is purged with the rest); a
+  member that does not answer blocks the purge;
 * nobody is joining or leaving (ranges in motion may carry old copies).
 
 Then every replica purges it — each only if its record is still the one
@@ -25,7 +27,7 @@ service; this module does no network IO.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from ringkv.quorum.aae import DIGEST_LEN, Trees, record_digest
@@ -33,7 +35,7 @@ from ringkv.quorum.hints import HintStore, hint_key
 from ringkv.quorum.tables import Table
 from ringkv.storage import HINTS_CF
 
-__all__ = ["TombState", "Candidate", "hint_pending", "local_state", "purge", "due", "approve"]
+__all__ = ["TombState", "Candidate", "Verdict", "hint_pending", "local_state", "purge", "due", "decide"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,23 +110,51 @@ def due(trees: Trees, cf: str, now: float, grace: float, after: Optional[bytes],
     return out, cursor
 
 
-def approve(candidates: Iterable[Candidate], states: dict[str, list[TombState]]) -> list[Candidate]:
-    """The candidates every member's answer allows purging.
+@dataclass
+class Verdict:
+    """What a GC round may do with its candidates."""
+
+    #: ``(candidate, members other than this node to purge it on)``.
+    purge: list = field(default_factory=list)
+    #: ``(candidate, member)``: a non-replica holds another copy; merge it in first.
+    absorb: list = field(default_factory=list)
+
+
+def decide(candidates: Iterable[Candidate], states: dict[str, list[TombState]], me: str) -> Verdict:
+    """Which candidates every member's answer allows purging, and on whom.
 
     ``states[member][i]`` is that member's state for the ``i``-th candidate;
-    every member other than this node must be present (a member that did
-    not answer blocks everything, so the caller does not call this at all).
-    A replica must hold the same digest and be eligible; no member may hold
-    a hint for the key.
+    it must hold every member but ``me`` (one that did not answer blocks
+    the whole round, so the caller does not call this at all).
+
+    * a member holding a hint for the key blocks it;
+    * every replica must hold the same digest and be eligible;
+    * a non-replica holding a copy (a fallback's, a former owner's): the same
+      tombstone, held for the grace period, is purged with the rest; any
+      other copy blocks the purge and is absorbed (merged into the replicas)
+      so a later round can go ahead. A copy left behind could otherwise be
+      handed back to the owners after they forgot the tombstone.
     """
-    out = []
+    verdict = Verdict()
     for i, c in enumerate(candidates):
-        ok = True
+        blocked = any(r != me and r not in states for r in c.replicas)
+        targets: list[str] = []
         for member, sts in states.items():
             st = sts[i]
-            if st.hinted or (member in c.replicas and (st.digest != c.digest or not st.eligible)):
-                ok = False
-                break
-        if ok:
-            out.append(c)
-    return out
+            if st.hinted:
+                blocked = True
+            elif member in c.replicas:
+                if st.digest != c.digest or not st.eligible:
+                    blocked = True
+                targets.append(member)
+            elif st.digest is not None:
+                if st.digest != c.digest:
+                    verdict.absorb.append((c, member))
+                    blocked = True
+                elif not st.eligible:
+                    blocked = True
+                else:
+                    targets.append(member)
+        if not blocked:
+            verdict.purge.append((c, tuple(targets)))
+    return verdict

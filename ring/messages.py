@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from ringkv.errors import ProtocolError
-from ringkv.wire import Message, message
+from ringkv.wire import Message, check_pairs, message
 
 __all__ = ["StreamPull", "StreamChunk", "StreamPush"]
-
-
-def _entries(entries: list, what: str) -> None:
-    for e in entries:
-        if not (isinstance(e, list) and len(e) == 2 and isinstance(e[0], bytes) and isinstance(e[1], bytes)):
-            raise ProtocolError(f"{what}: bad entry")
 
 
 @message("stream.pull")
@@ -38,7 +32,7 @@ class StreamChunk(Message):
     done: bool
 
     def check(self) -> None:
-        _entries(self.entries, "stream.chunk")
+        check_pairs(self.entries, "stream.chunk")
 
 
 @message("stream.push")
@@ -49,4 +43,4 @@ class StreamPush(Message):
     entries: list
 
     def check(self) -> None:
-        _entries(self.entries, "stream.push")
+        check_pairs(self.entries, "stream.push")

@@ -13,7 +13,7 @@ import msgpack
 from ringkv.errors import CorruptRecord
 from ringkv.quorum.dvv import DVVSet
 
-__all__ = ["FORMAT_V1", "encode_record", "decode_record"]
+__all__ = ["FORMAT_V1", "encode_record", "decode_record", "decode_parts"]
 
 FORMAT_V1 = 1
 _V1 = b"\x01"
@@ -26,7 +26,8 @@ def encode_record(rec: DVVSet) -> bytes:
     return _V1 + _packb([rec.clock, rec.entries])
 
 
-def decode_record(data: bytes) -> DVVSet:
+def decode_parts(data: bytes) -> tuple[dict, tuple]:
+    """``(clock, entries)`` of a record without building a DVVSet (the read fast path)."""
     if not data or data[0] != FORMAT_V1:
         raise CorruptRecord(f"unknown record format {data[:1].hex() or 'empty'}")
     try:
@@ -38,4 +39,9 @@ def decode_record(data: bytes) -> DVVSet:
                 raise ValueError("bad entry")
     except Exception as exc:
         raise CorruptRecord(f"undecodable record: {exc}") from None
+    return clock, entries
+
+
+def decode_record(data: bytes) -> DVVSet:
+    clock, entries = decode_parts(data)
     return DVVSet(clock, list(entries))

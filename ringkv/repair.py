@@ -37,7 +37,6 @@ from typing import Any, Callable, Optional
 from ringkv.codec import decode_record
 from ringkv.errors import BadRequest, RingKVError, Unavailable, WrongType
 from ringkv.gossip import LEFT, REMOVED, UP
-from ringkv.hashing import RING_SIZE
 from ringkv.quorum.aae import (
     DIGEST_LEN,
     HashTree,
@@ -66,13 +65,16 @@ from ringkv.quorum.aae_messages import (
     pieces_from_wire,
     pieces_to_wire,
 )
-from ringkv.quorum.gc import Candidate, TombState, approve, due, hint_pending, local_state, purge
+from ringkv.quorum.gc import Candidate, TombState, decide, due, hint_pending, local_state, purge
 from ringkv.quorum.messages import ReplicaPut, ReplicaRead
 from ringkv.quorum.tables import FEEDS_SUFFIX, Table
 
 __all__ = ["RepairConfig", "RepairService", "install", "run_repair"]
 
 log = logging.getLogger("ringkv.repair")
+
+#: Differing segments whose keys are compared at once, per exchange.
+_SEGMENTS_IN_FLIGHT = 4
 
 #: Counters every pass reports (besides ``seconds``).
 STAT_KEYS = (
@@ -85,6 +87,7 @@ STAT_KEYS = (
     "replica_purges",
     "peers_down",
     "gc_blocked",
+    "foreign_absorbed",
     "errors",
 )
 
@@ -347,9 +350,17 @@ class RepairService:
                         same.add(seg)
             candidates = [seg for seg in candidates if seg not in same]
         st["segments_differing"] += len(candidates)
-        for seg in candidates:
-            for lo, hi in clip(shared, *node_range(bits, seg)):
-                await self._sync_keys(table, addr, lo, hi, st)
+        sem = asyncio.Semaphore(_SEGMENTS_IN_FLIGHT)
+
+        async def sync_segment(seg: int) -> None:
+            async with sem:
+                for lo, hi in clip(shared, *node_range(bits, seg)):
+                    await self._sync_keys(table, addr, lo, hi, st)
+
+        results = await asyncio.gather(*(sync_segment(seg) for seg in candidates), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
 
     async def _sync_keys(self, table: Table, addr: str, lo: int, hi: int, st: Counter) -> None:
         """Page through both sides' key digests in ``[lo, hi)`` and repair every difference."""
@@ -500,22 +511,29 @@ class RepairService:
         if any(isinstance(a, BaseException) for a in answers):
             st["gc_blocked"] += 1  # a member that does not answer may hold a hint
             return 0
+        verdict = decide(cands, dict(answers), s.node_id)  # type: ignore[arg-type]
+        for c, member in verdict.absorb:
+            try:
+                await self._absorb(table, c.key, s.addr(member))
+                st["foreign_absorbed"] += 1
+            except RingKVError as exc:
+                st["errors"] += 1
+                log.debug("absorbing a copy of a tombstoned key from %s: %s", member, exc)
         now, grace = self.clock(), self.config.tombstone_grace
         ok = []
-        for c in approve(cands, dict(answers)):  # type: ignore[arg-type]
+        for c, targets in verdict.purge:
             mine = local_state(self.trees, s.hints, table, c.key, now, grace)
             if mine.digest == c.digest and mine.eligible and not mine.hinted:
-                ok.append(c)
+                ok.append((c, targets))
         if not ok:
             return 0
-        per_replica: dict[str, list] = defaultdict(list)
-        for c in ok:
-            for r in c.replicas:
-                if r != s.node_id:
-                    per_replica[r].append([c.key, c.digest])
-        # the other replicas first: if we stop half-way, we still hold the tombstone and retry
+        per_member: dict[str, list] = defaultdict(list)
+        for c, targets in ok:
+            for m in targets:
+                per_member[m].append([c.key, c.digest])
+        # the others first: if we stop half-way, we still hold the tombstone and retry
         results = await asyncio.gather(
-            *(self._request(s.addr(r), AaePurge(table.wire_name, ks)) for r, ks in per_replica.items()),
+            *(self._request(s.addr(m), AaePurge(table.wire_name, ks)) for m, ks in per_member.items()),
             return_exceptions=True,
         )
         for res in results:
@@ -524,7 +542,17 @@ class RepairService:
             elif isinstance(res, BaseException):
                 st["errors"] += 1
         now = self.clock()
-        return sum(purge(self.trees, s.hints, table, c.key, c.digest, now, grace) for c in ok)
+        return sum(purge(self.trees, s.hints, table, c.key, c.digest, now, grace) for c, _ in ok)
+
+    async def _absorb(self, table: Table, key: bytes, addr: str) -> None:
+        """Merge a non-replica's copy of ``key`` into ours, and ours back into it."""
+        reply = await self._request(addr, ReplicaRead(table.wire_name, key))
+        if reply.record is None:
+            return
+        self.s.coordinator.apply(table, key, decode_record(reply.record))
+        merged = self.s.storage.get(table.cf, table.skey(key))
+        if merged is not None and merged != reply.record:
+            await self._request(addr, ReplicaPut(table.wire_name, key, merged, None))
 
     # -- handlers ----------------------------------------------------------------
 

@@ -75,7 +75,7 @@ from ringkv.quorum.messages import (
 )
 from ringkv.quorum.replica import LocalReplica
 from ringkv.quorum.tables import feed_cf
-from ringkv.repair import install as install_repair
+from ringkv.repair import RepairConfig, install as install_repair
 from ringkv.elastic import Elastic
 from ringkv.ring.messages import StreamPull, StreamPush
 from ringkv.ring.streaming import StreamConfig
@@ -129,6 +129,8 @@ class NodeConfig:
     replace: Optional[str] = None
     #: Seconds between checks for ranges this node no longer replicates.
     cleanup_interval: float = 5.0
+    #: Anti-entropy and tombstone GC (pass interval, tombstone grace period, throttles).
+    repair: RepairConfig = field(default_factory=RepairConfig)
     #: Seed for the node's random choices (gossip peers, tokens); None: fresh.
     #: Simulations set it so a run replays exactly.
     seed: Optional[int] = None
@@ -388,6 +390,9 @@ class NodeServer:
                         removed.append(new.node_id)
                 if old is None or old.status != new.status or old.addr != new.addr:
                     log.info("member %s %s at %s", new.node_id, new.status, new.addr)
+                if new.node_id == self.node_id and new.status == "removed":
+                    log.warning("this node was removed from the cluster by an operator; stopping")
+                    self._stopped.set()
             elif type(e) is LivenessChanged:
                 log.info("member %s is %s (was %s)", e.node_id, e.new, e.old)
             elif type(e) is MetadataChanged:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ringkv.errors import ProtocolError
 
-__all__ = ["Message", "message", "registry", "decode_body", "encode_body"]
+__all__ = ["Message", "message", "registry", "decode_body", "encode_body", "check_pairs"]
 
 M = TypeVar("M", bound="Message")
 
@@ -60,6 +60,13 @@ class Message:
 
     def check(self) -> None:
         """Deeper validation of nested fields; raise ProtocolError."""
+
+
+def check_pairs(items: Any, what: str, first: tuple = (bytes,), second: tuple = (bytes,)) -> None:
+    """Validate a nested list of ``[first, second]`` pairs (ProtocolError otherwise)."""
+    for it in items:
+        if not (isinstance(it, list) and len(it) == 2 and isinstance(it[0], first) and isinstance(it[1], second)):
+            raise ProtocolError(f"{what}: bad entry")
 
 
 def _field_check(name: str, hint: Any) -> tuple[str, tuple | None, bool]:

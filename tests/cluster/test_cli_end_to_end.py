@@ -128,18 +128,26 @@ def test_remove_refuses_a_live_member(cluster, rk):
     one_line_error(rk("remove", "nobody"), 3, "no member")
 
 
+def serve_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
+    """A failed start: exit 3, its log lines, then one ``error:`` line last, no traceback."""
+    assert proc.returncode == 3, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert lines and lines[-1].startswith("error: ") and fragment in lines[-1], proc.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout == ""  # never announced as listening
+
+
 def test_serve_start_errors_are_one_line_and_exit_3(cluster, tmp_path):
     busy = cluster.addrs[0]
-    one_line_error(cluster.cli("serve", "--data-dir", str(tmp_path / "x"), "--listen", busy), 3, "address already in use")
-    one_line_error(cluster.cli("serve", "--data-dir", str(cluster.nodes[0].data_dir), "--listen", "tcp://127.0.0.1:0"), 3, "in use")
-    one_line_error(
+    serve_error(cluster.cli("serve", "--data-dir", str(tmp_path / "x"), "--listen", busy), "address already in use")
+    serve_error(cluster.cli("serve", "--data-dir", str(cluster.nodes[0].data_dir), "--listen", "tcp://127.0.0.1:0"), "in use")
+    serve_error(
         cluster.cli("serve", "--data-dir", str(tmp_path / "y"), "--listen", "tcp://127.0.0.1:0", "--seed", "tcp://127.0.0.1:9", "--join-wait", "0.5"),
-        3,
         "could not reach any seed",
     )
     first = cluster.cli("serve", "--data-dir", str(tmp_path / "z"), "--listen", busy)  # leaves a node id in z
     assert first.returncode == 3
-    one_line_error(cluster.cli("serve", "--data-dir", str(tmp_path / "z"), "--listen", busy, "--node-id", "someone-else"), 3, "belongs to node")
+    serve_error(cluster.cli("serve", "--data-dir", str(tmp_path / "z"), "--listen", busy, "--node-id", "someone-else"), "belongs to node")
 
 
 def test_serve_stops_cleanly_on_sigint(solo):

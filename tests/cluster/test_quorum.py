@@ -91,7 +91,7 @@ def test_writes_made_while_a_node_was_down_reach_it_after_restart(healthy):
         missing = [k for k, v in written.items() if (r := ks.get_local(k, node=addr)) is None or r.values != [v]]
         return not missing and ks.get_local(b"doomed", node=addr) is None
 
-    cluster.wait_for(delivered, 6.0, "every write made while the node was down, on its replica")
+    cluster.wait_for(delivered, 4.0, "every write made while the node was down, on its replica")
     for addr_i in cluster.addrs:  # no read repair has run: only the hints can have done this
         assert ks.get_local(b"doomed", node=addr_i) is None
 

@@ -1,0 +1,209 @@
+"""Hash trees kept by the write path: always equal to a from-scratch recomputation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ringkv.codec import decode_record, encode_record
+from ringkv.hashing import RING_SIZE
+from ringkv.quorum.aae import Trees, clip, covering_indexes, intersect, intersects, level_bits, node_range, record_digest
+from ringkv.quorum.dvv import DVVSet
+from ringkv.quorum.replica import LocalReplica
+from ringkv.storage import AAE_CF, Storage
+
+CFS = ["ks.a", "fd.a", "ks.b"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _open(path: str, bits: int = 6):
+    storage = Storage(path)
+    for cf in CFS:
+        storage.create_cf(cf)
+    clock = Clock()
+    trees = Trees(storage, bits, clock=clock, scan_chunk=7)
+    trees.open()
+    replica = LocalReplica(storage, "n1.1")
+    replica.observers.append(trees.observe)
+    return storage, trees, replica, clock
+
+
+def _check(trees: Trees) -> None:
+    for cf in CFS:
+        tree = trees.tree(cf)
+        assert tree.ready
+        fresh = trees.recompute(cf)
+        assert tree.leaf == fresh, cf
+        assert trees.stored(cf) == fresh, cf
+        # every upper level is the XOR of its children
+        for level in range(len(tree.level_bits) - 1):
+            for i, h in enumerate(tree.levels[level]):
+                x = 0
+                for c in tree.children(level, i):
+                    x ^= tree.levels[level + 1][c]
+                assert h == x
+        # the tombstone index lists exactly the fully deleted records
+        deleted = {k for k, raw in trees.storage.scan(cf) if record_digest(k, raw)[1]}
+        assert {k for k, _, _ in trees.tombs(cf, None, 10**6)} == deleted
+
+
+def _random_ops(rng: random.Random, replica: LocalReplica, n: int) -> None:
+    keys = [rng.randbytes(8) + b"k%d" % i for i in range(40)] + [b"\xff" * 8 + b"top", b"\x00" * 8 + b"bottom"]
+    for _ in range(n):
+        cf = rng.choice(CFS)
+        skey = rng.choice(keys)
+        op = rng.random()
+        if op < 0.5:
+            replica.write(cf, skey, rng.randbytes(rng.randrange(0, 20)), lww=rng.random() < 0.2)
+        elif op < 0.7:
+            replica.write(cf, skey, None)
+        else:
+            # a record from another replica, with its clock in another order
+            actor = rng.choice(["x.1", "y.1", "a.3"])
+            c = rng.randrange(1, 5)
+            value = None if rng.random() < 0.3 else rng.randbytes(5)
+            clock = {actor: c, "zz.1": rng.randrange(0, 3)}
+            clock = dict(reversed(list(clock.items()))) if rng.random() < 0.5 else clock
+            replica.apply(cf, skey, DVVSet(clock, [(actor, c, rng.randrange(1 << 40), value)]))
+
+
+def test_random_writes_keep_trees_equal_to_a_recomputation(tmp_path):
+    for seed in range(3):
+        storage, trees, replica, clock = _open(str(tmp_path / f"d{seed}"))
+        rng = random.Random(seed)
+        asyncio.run(trees.rebuild_stale())  # brand-new column families: empty trees
+        _random_ops(rng, replica, 600)
+        _check(trees)
+        # reopen: the persisted leaves load as they are, no rebuild
+        storage.close()
+        storage, trees, replica, clock = _open(str(tmp_path / f"d{seed}"))
+        assert not trees.stale
+        _check(trees)
+        storage.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(CFS), st.integers(0, 15), st.one_of(st.none(), st.binary(max_size=8))), max_size=40))
+def test_hypothesis_writes_and_deletes(tmp_path_factory, ops):
+    path = str(tmp_path_factory.mktemp("h"))
+    storage, trees, replica, clock = _open(path, bits=5)
+    asyncio.run(trees.rebuild_stale())
+    for cf, k, value in ops:
+        skey = bytes([k * 16]) + b"\x00" * 7 + b"key%d" % k
+        replica.write(cf, skey, value)
+    _check(trees)
+    storage.close()
+
+
+def test_clock_order_does_not_change_the_digest():
+    a = encode_record(DVVSet({"a.1": 1, "b.1": 2}, [("b.1", 2, 5, b"v")]))
+    b = encode_record(DVVSet({"b.1": 2, "a.1": 1}, [("b.1", 2, 5, b"v")]))
+    assert a != b and decode_record(a) == decode_record(b)
+    assert record_digest(b"k" * 9, a) == record_digest(b"k" * 9, b)
+    assert record_digest(b"k" * 9, a) != record_digest(b"j" * 9, a)
+
+
+def test_missing_tree_is_rebuilt_once_and_writes_during_rebuild_count(tmp_path):
+    path = str(tmp_path / "d")
+    storage, trees, replica, clock = _open(path)
+    asyncio.run(trees.rebuild_stale())
+    rng = random.Random(5)
+    _random_ops(rng, replica, 300)
+    # simulate an upgrade: records on disk, no tree at all
+    b = storage.batch()
+    b.delete_range(AAE_CF, b"\x00", b"\xff")
+    storage.write(b)
+    storage.close()
+    storage, trees, replica, clock = _open(path)
+    assert trees.stale == set(CFS)
+
+    async def rebuild_while_writing():
+        task = asyncio.ensure_future(trees.rebuild_stale())
+        while not task.done():
+            _random_ops(rng, replica, 5)  # writes land below and above the scan cursor
+            await asyncio.sleep(0)
+        await task
+
+    asyncio.run(rebuild_while_writing())
+    _check(trees)
+    storage.close()
+    storage, trees, replica, clock = _open(path)
+    assert not trees.stale
+    _check(trees)
+    storage.close()
+
+
+def test_range_deletes_and_purges_keep_the_tree_right(tmp_path):
+    storage, trees, replica, clock = _open(str(tmp_path / "d"))
+    asyncio.run(trees.rebuild_stale())
+    _random_ops(random.Random(9), replica, 400)
+    assert trees.forget_range("ks.a", 0, 1 << 62) > 0
+    assert trees.forget_range("fd.a", 3 << 62, RING_SIZE) > 0
+    assert list(storage.scan_hash_range("ks.a", 0, 1 << 62)) == []
+    assert asyncio.run(trees.drop_range("ks.b", 1 << 63, RING_SIZE)) > 0
+    assert list(storage.scan_hash_range("ks.b", 1 << 63, RING_SIZE)) == []
+    _check(trees)
+    skey, raw = next(iter(storage.scan("ks.b")))
+    trees.delete_record("ks.b", skey, raw)
+    assert storage.get("ks.b", skey) is None
+    _check(trees)
+    storage.close()
+
+
+def test_recreated_column_family_starts_a_new_tree(tmp_path):
+    storage, trees, replica, clock = _open(str(tmp_path / "d"))
+    asyncio.run(trees.rebuild_stale())
+    _random_ops(random.Random(3), replica, 200)
+    storage.drop_cf("ks.a")
+    storage.create_cf("ks.a")
+    replica.write("ks.a", b"\x01" * 8 + b"new", b"v")  # the observer notices the new column family
+    assert "ks.a" in trees.stale
+    asyncio.run(trees.rebuild_stale())
+    _check(trees)
+    storage.drop_cf("ks.b")
+    assert trees.get("ks.b") is None
+    storage.close()
+
+
+def _brute(pieces, lo, hi):
+    return [(max(a, lo), min(b, hi)) for a, b in pieces if max(a, lo) < min(b, hi)]
+
+
+@st.composite
+def pieces_st(draw):
+    cuts = sorted(set(draw(st.lists(st.integers(0, RING_SIZE), min_size=0, max_size=12))))
+    out = []
+    for i in range(0, len(cuts) - 1, 2):
+        if cuts[i] < cuts[i + 1]:
+            out.append((cuts[i], cuts[i + 1]))
+    return out
+
+
+@given(pieces_st(), pieces_st(), st.integers(0, RING_SIZE - 1), st.integers(1, RING_SIZE))
+def test_range_helpers_agree_with_brute_force(a, b, lo, span):
+    hi = min(RING_SIZE, lo + span)
+    assert clip(a, lo, hi) == _brute(a, lo, hi)
+    assert intersects(a, lo, hi) == bool(_brute(a, lo, hi))
+    inter = intersect(a, b)
+    brute = sorted(x for p in a for x in _brute(b, *p))
+    assert inter == brute
+    for lb in (1, 5, 10):
+        idx = covering_indexes(a, lb)
+        assert idx == sorted(set(idx))
+        assert set(idx) == {i for i in range(1 << lb) if _brute(a, *node_range(lb, i))} if lb <= 10 else True
+
+
+def test_level_geometry():
+    assert level_bits(10) == [5, 10]
+    assert level_bits(16) == [5, 10, 15, 16]
+    assert level_bits(3) == [3]
