@@ -1,7 +1,7 @@
 """A 3-node ringkv cluster against redis-server, driven the same way, in the same run.
 
     python benchmarks/cluster.py [--seconds 5] [--concurrency 64] [--keys 10000] [--value-size 100]
-                                 [--rounds 1] [--seed 42] [--profile [DIR]] [--setup] [--json [PATH]]
+                                 [--rounds 1] [--seed 42] [--profile [DIR]] [--no-redis] [--setup] [--json [PATH]]
 
 ringkv: three ``python -m ringkv.cli.main serve`` processes on loopback (free
 ports, fresh temporary data directories), the second and third joining
@@ -18,8 +18,11 @@ order, gets read them in another. Gets must find every key.
 
 Prints ops/s, p50 and p99 latency per phase, CPU time per operation spent in
 the server processes (the three nodes together; redis-server) and in this
-client process, and the ratio ringkv / redis. Every process and directory
-is removed at the end, also on an error or Ctrl-C.
+client process, the ratio ringkv / redis, and how much CPU everything else
+on the machine used meanwhile (the figures move with it). With ``--rounds
+N`` the phases repeat, interleaved ringkv / redis, and the best of each is
+kept. Every process and directory is removed at the end, also on an error,
+Ctrl-C or SIGTERM.
 
 ``--profile [DIR]`` samples the three nodes and this client with py-spy
 (``pip install py-spy``) during the first round of ringkv phases, keeps the
@@ -60,7 +63,6 @@ from typing import Awaitable, Callable, Optional
 import ringkv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 DEFAULT_JSON = os.path.join(HERE, "results", "cluster.json")
 DEFAULT_PROFILE_DIR = os.path.join(HERE, "results", "profile")
 SETUP = os.path.join(HERE, "setup_redis.sh")

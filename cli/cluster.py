@@ -24,7 +24,6 @@ __all__ = ["register", "fetch_status", "fetch_ring", "status_table"]
 
 T = TypeVar("T")
 _NOT_IN_RING = ("left", "removed")
-_LATER = "Moving the data of a leaving or removed node to the new owners comes in a later version; until then it stays on the remaining replicas only."
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "remove",
         parents=[common, json_opt],
         help="mark a dead member removed",
-        description=f"Mark member NODE_ID removed from the cluster. Only a member that is down can be removed; a live one should `ringkv leave`. {_LATER}",
+        description=(
+            "Mark member NODE_ID removed from the cluster for good. Only a member that is down can be removed; "
+            "a live one should `ringkv leave`. The remaining nodes then copy the ranges they gained from the surviving replicas."
+        ),
     )
     p.add_argument("node_id", metavar="NODE_ID")
     p.set_defaults(func=cmd_remove)
@@ -54,7 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "leave",
         parents=[common, json_opt],
         help="make the node at --connect leave the cluster and stop",
-        description=f"Ask the node at --connect to leave the cluster: it marks itself left, its tokens leave the ring, and it stops. {_LATER}",
+        description=(
+            "Ask the node at --connect to leave the cluster: it shows as leaving while it hands its ranges to their "
+            "new owners, then it marks itself left and stops. `ringkv status` shows the progress."
+        ),
     )
     p.set_defaults(func=cmd_leave)
 

@@ -151,6 +151,11 @@ def _act_failure(console: Console, client: ringkv.Client, cluster: LocalCluster)
     return missed
 
 
+def _hints_for(client: ringkv.Client, cluster: LocalCluster, node_id: str) -> int:
+    """Hints the live nodes hold for ``node_id``."""
+    return sum(client.status(a)["hints_pending"].get(node_id, 0) for a in cluster.live_addrs())
+
+
 def _liveness_everywhere(client: ringkv.Client, cluster: LocalCluster, node_id: str) -> set[str]:
     """How the live nodes see ``node_id`` (one word per distinct opinion)."""
     seen = set()
@@ -162,6 +167,7 @@ def _liveness_everywhere(client: ringkv.Client, cluster: LocalCluster, node_id: 
 def _act_recovery(console: Console, client: ringkv.Client, cluster: LocalCluster, missed: dict[str, str]) -> None:
     victim = cluster.nodes[2]
     _step(console, f"5. restart {victim.name}", "Same data directory: same node id, same tokens. It catches up with the writes it missed.")
+    hinted = _hints_for(client, cluster, victim.node_id)
     with console.status(f"restarting {victim.name} ..."):
         cluster.restart(2, WAIT)
         poll(lambda: _all(client, cluster, "alive"), WAIT, f"{victim.name} to be seen alive again")
@@ -189,10 +195,14 @@ def _act_recovery(console: Console, client: ringkv.Client, cluster: LocalCluster
     if handed_off:
         console.print(f"  {victim.name}'s own copies (replica-local reads): all {len(missed)} writes it missed were handed to it")
     else:
+        why = (
+            f"{hinted} hints for it are not delivered yet"
+            if hinted
+            else "no node held hints for it (with 3 nodes and N=3 there is no spare node to keep them)"
+        )
         console.print(
             f"  {victim.name}'s own copies (replica-local reads): {len(have)}/{len(missed)} of the writes it missed.\n"
-            f"  [yellow]No node held hints for it[/yellow] (with 3 nodes and N=3 there is no spare node to keep them),"
-            " so a read at R=3, which asks every replica, repairs the stale one:"
+            f"  [yellow]{why}[/yellow]; a read at R=3, which asks every replica, repairs the stale one:"
         )
         for k in missed:
             ks.get(k, r=3)

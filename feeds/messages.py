@@ -25,11 +25,19 @@ __all__ = [
 
 @message("feed.append")
 class FeedAppend(Message):
+    """Append ``data``; ``request_id`` makes a repeated delivery idempotent.
+
+    The coordinating replica remembers the entry id it made for a request id
+    (see :class:`~ringkv.feeds.service.FeedService`): the same request seen
+    twice stores one entry, not two.
+    """
+
     keyspace: str
     feed: bytes
     data: bytes
     w: int | None = None
     forwarded: bool = False
+    request_id: str = ""
 
 
 @message("feed.appended")

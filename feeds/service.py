@@ -14,6 +14,8 @@ import asyncio
 import dataclasses
 from typing import Awaitable, Callable, Optional
 
+from cachetools import TTLCache
+
 from ringkv.codec import encode_record
 from ringkv.errors import BadRequest, QuorumError, RingKVError, TooLarge, Unavailable, WrongType
 from ringkv.feeds.ids import EntryIds
@@ -91,6 +93,8 @@ class FeedService:
         self.store = store
         self.ids = ids
         self._request = request
+        #: request id -> entry id already made: a repeated append stores one entry.
+        self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
         coordinator.table_hooks[True] = store.length_extra
 
     def _table(self, keyspace: str) -> Table:
@@ -118,8 +122,14 @@ class FeedService:
                         raise
                     except Unavailable:
                         continue
-        entry_id = self.ids.next()
-        await self.c.put(KvPut(table.wire_name, feed_entry_key(feed, entry_id), msg.data, None, msg.w, None, "", True), deadline)
+        rid = msg.request_id
+        entry_id = self._recent.get(rid) if rid else None
+        if entry_id is None:
+            entry_id = self.ids.next()
+            if rid:
+                self._recent[rid] = entry_id
+        # the same request id again re-sends the same record (no second entry, no new dot)
+        await self.c.put(KvPut(table.wire_name, feed_entry_key(feed, entry_id), msg.data, None, msg.w, None, rid and "feed:" + rid, True), deadline)
         return FeedAppended(entry_id)
 
     async def remove(self, msg: FeedRemove, deadline: float) -> None:
@@ -146,7 +156,7 @@ class FeedService:
                 answers[node] = local()
                 tally.success(node)
             elif view.is_alive(node):
-                pending[asyncio.ensure_future(self.c._call(node, remote, deadline))] = node
+                pending[self.c._call_future(node, remote, deadline)] = node
             else:
                 tally.failure(node)
         try:
@@ -164,6 +174,7 @@ class FeedService:
         finally:
             for fut in pending:
                 fut.cancel()
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         if not tally.met:
             raise QuorumError(acks=len(tally.ok), required=r, failed=tally.failed + list(pending.values()))
         return answers

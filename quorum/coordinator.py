@@ -30,6 +30,12 @@ from ringkv.wire import Message
 __all__ = ["Coordinator", "ClusterView"]
 
 
+def _retrieve(fut: asyncio.Future) -> None:
+    """Mark a finished fan-out future's outcome as seen (no 'never retrieved' noise)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 def _chain(extras: list) -> Extra:
     """One ``extra`` hook running several (``None`` entries skipped)."""
     hooks = [e for e in extras if e is not None]
@@ -73,11 +79,13 @@ class Coordinator:
         *,
         max_value_size: int,
         max_key_size: int,
+        request_future: Optional[Callable[[str, Message, float], asyncio.Future]] = None,
     ) -> None:
         self.view = view
         self.replica = replica
         self.hints = hints
         self._request = request
+        self._request_future = request_future or (lambda addr, msg, t: asyncio.ensure_future(request(addr, msg, t)))
         self.max_value_size = max_value_size
         self.max_key_size = max_key_size
         #: request id -> record already written: a client retry re-sends it, no new dot.
@@ -109,11 +117,20 @@ class Coordinator:
         """Seconds left until a loop-time deadline (the loop's clock may be simulated)."""
         return deadline - asyncio.get_running_loop().time()
 
+    def _call_future(self, node: str, msg: Message, deadline: float) -> asyncio.Future:
+        """A request to ``node`` as a plain future (fan-out costs no Task per replica)."""
+        try:
+            budget = self._remaining(deadline)
+            if budget <= 0:
+                raise Timeout("deadline passed")
+            return self._request_future(self.view.addr(node), msg, budget)
+        except RingKVError as exc:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(exc)
+            return fut
+
     async def _call(self, node: str, msg: Message, deadline: float) -> Message:
-        budget = self._remaining(deadline)
-        if budget <= 0:
-            raise Timeout("deadline passed")
-        return await self._request(self.view.addr(node), msg, budget)
+        return await self._call_future(node, msg, deadline)
 
     # -- writes ----------------------------------------------------------
 
@@ -181,7 +198,7 @@ class Coordinator:
         pending: dict[asyncio.Future, tuple[str, Optional[str]]] = {}
 
         def launch(node: str, hint_for: Optional[str]) -> None:
-            fut = asyncio.ensure_future(self._call(node, ReplicaPut(table.wire_name, key, raw, hint_for), deadline))
+            fut = self._call_future(node, ReplicaPut(table.wire_name, key, raw, hint_for), deadline)
             pending[fut] = (node, hint_for)
 
         for node, hint_for in targets:
@@ -210,17 +227,10 @@ class Coordinator:
                 return KvDone(len(tally.ok))
             raise QuorumError(acks=len(tally.ok), required=tally.required, failed=tally.failed + [n for n, _ in pending.values()])
         finally:
-            if pending:
-                if answered:
-                    self._spawn(self._drain(pending))
-                else:
-                    for fut in pending:
-                        fut.cancel()
-                    await asyncio.gather(*pending, return_exceptions=True)
-
-    @staticmethod
-    async def _drain(pending: dict) -> None:
-        await asyncio.gather(*pending, return_exceptions=True)
+            for fut in pending:  # late acks arrive on their own; nothing waits for them
+                if not answered:
+                    fut.cancel()
+                fut.add_done_callback(_retrieve)
 
     # -- reads -----------------------------------------------------------
 
@@ -243,7 +253,7 @@ class Coordinator:
                 records[me] = self.replica.read(table.cf, table.skey(key))
                 tally.success(me)
             elif self.view.is_alive(node):
-                pending[asyncio.ensure_future(self._call(node, ReplicaRead(table.wire_name, key), deadline))] = node
+                pending[self._call_future(node, ReplicaRead(table.wire_name, key), deadline)] = node
             else:
                 tally.failure(node)
 
@@ -271,19 +281,24 @@ class Coordinator:
                 fut.cancel()
             raise QuorumError(acks=len(tally.ok), required=r, failed=tally.failed + list(pending.values()))
         merged = merge_records(records.values(), table.lww)
-        self._spawn(self._read_repair(table, key, records, pending, collect, deadline))
+        if pending:
+            # the slower replicas' answers still count for read repair: judge once all are in
+            def late(_: object) -> None:
+                collect([f for f in list(pending) if f.done()])
+                self._check_repair(table, key, records)
+
+            asyncio.gather(*pending, return_exceptions=True).add_done_callback(late)
+        else:
+            self._check_repair(table, key, records, merged)
         return merged
 
-    async def _read_repair(self, table: Table, key, records, pending, collect, deadline) -> None:
-        if pending:
-            done, _ = await asyncio.wait(pending, timeout=max(0.0, self._remaining(deadline)))
-            collect(done)
-            for fut in list(pending):
-                fut.cancel()
-        merged = merge_records(records.values(), table.lww)
+    def _check_repair(self, table: Table, key: bytes, records: dict, merged: Optional[DVVSet] = None) -> None:
+        merged = merged if merged is not None else merge_records(records.values(), table.lww)
         stale = stale_replicas(records, merged)
-        if not stale:
-            return
+        if stale:
+            self._spawn(self._read_repair(table, key, merged, stale))
+
+    async def _read_repair(self, table: Table, key: bytes, merged: DVVSet, stale: list[str]) -> None:
         raw = encode_record(merged)
         repair_deadline = asyncio.get_running_loop().time() + 5.0
         for node in stale:

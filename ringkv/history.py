@@ -10,6 +10,12 @@ Dynamo-style store without knowing its internals:
 * **resurrected**: a value present at the end that an *acknowledged* write
   (put or delete) had seen and so superseded. Deleted or overwritten data
   came back.
+
+A write without a context supersedes whatever its coordinating replica
+holds, which the client cannot know: record the values it *may* have
+superseded as ``maybe_seen`` (every value written to the key before it
+completed). They excuse a missing value but never make a surviving one
+resurrected.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class Op:
     outcome: str = UNKNOWN
     error: str = ""
     client: int = 0
+    #: Values this write may have superseded (a write without a context).
+    maybe_seen: frozenset = frozenset()
 
 
 @dataclass
@@ -91,7 +99,7 @@ class History:
                 v.failed += 1
             else:
                 v.unknown += 1
-            seen_by_any[op.key] |= op.seen
+            seen_by_any[op.key] |= op.seen | op.maybe_seen
         finals = {k: set(vals) for k, vals in final.items()}
         for op in self.ops:
             if op.kind == "put" and op.outcome == OK:

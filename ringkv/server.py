@@ -234,6 +234,7 @@ class NodeServer:
         self.coordinator = Coordinator(
             self, replica, self.hints, self.transport.request,
             max_value_size=cfg.store.max_value_size, max_key_size=cfg.store.max_key_size,
+            request_future=getattr(self.transport, "request_future", None),
         )
         self.feeds = FeedService(self.coordinator, FeedStore(storage), EntryIds(self.node_id, replica.hlc), self.transport.request)
         self.repair = install_repair(self)

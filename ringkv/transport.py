@@ -30,6 +30,7 @@ import heapq
 import itertools
 import logging
 import math
+import os
 import secrets
 from typing import Awaitable, Callable
 
@@ -47,7 +48,7 @@ from ringkv.dispatch import (
     start_eagerly,
 )
 from ringkv.envelope import DEFAULT_MAX_SIZE, ERROR, ONEWAY, REPLY, REQUEST, Codec, Envelope
-from ringkv.errors import BadRequest, ClosedError, ProtocolError, Timeout, Unavailable
+from ringkv.errors import BadRequest, ClosedError, ProtocolError, RingKVError, Timeout, Unavailable
 from ringkv.peer import Peer
 
 __all__ = ["Ack", "Handler", "Transport", "TransportStats", "call_local", "current_deadline"]
@@ -139,6 +140,7 @@ class Transport:
         self._flush_handle: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task] = set()
         self._started = self._closed = False
+        self._faults = None  # fault injection for tests: see start() and ringkv.faults
 
     # ------------------------------------------------------------ lifecycle
 
@@ -178,6 +180,12 @@ class Transport:
         self._router_fd = sock.getsockopt(zmq.FD)
         self._loop.add_reader(self._router_fd, self._drain_router)
         self._loop.call_soon(self._drain_router)
+        # -- fault injection hook: only a node started with RINGKV_FAULTS set (ringkv.faults)
+        if os.environ.get("RINGKV_FAULTS"):
+            from ringkv.faults import Injector
+
+            self._faults = Injector.from_env(self._address, self._loop)
+        # -- end of fault injection hook
 
     async def stop(self) -> None:
         """Fail waiting requests with ClosedError, cancel handlers, close sockets."""
@@ -185,6 +193,8 @@ class Transport:
             self._closed = True
             return
         self._closed = True
+        if self._faults is not None:  # fault injection hook (ringkv.faults)
+            self._faults.close()
         for handle in (self._flush_handle, self._timer):
             if handle is not None:
                 handle.cancel()
@@ -229,6 +239,53 @@ class Transport:
         :class:`ProtocolError` for an undecodable reply, :class:`Unavailable`
         when the queue to that peer is full, :class:`ClosedError` on stop.
         """
+        fut, rid = self._enqueue(addr, msg, timeout)
+        try:
+            env: Envelope = await fut
+        finally:
+            self._waiting.pop(rid, None)
+        if env.kind == REPLY:
+            return env.message()
+        raise env.exception()
+
+    def request_future(self, addr: str, msg: wire.Message, timeout: float) -> asyncio.Future:
+        """:meth:`request` as a plain future (no coroutine, no Task).
+
+        A coordinator fanning out to several replicas waits on these
+        directly; it saves a Task per replica per request.
+        """
+        out = self._loop.create_future()  # type: ignore[union-attr]
+        try:
+            fut, rid = self._enqueue(addr, msg, timeout)
+        except RingKVError as exc:
+            out.set_exception(exc)
+            return out
+        waiting = self._waiting
+
+        def done(f: asyncio.Future) -> None:
+            waiting.pop(rid, None)
+            if out.done():
+                return
+            if f.cancelled():
+                out.cancel()
+                return
+            exc = f.exception()
+            if exc is not None:
+                out.set_exception(exc)
+                return
+            env: Envelope = f.result()
+            try:
+                if env.kind == REPLY:
+                    out.set_result(env.message())
+                else:
+                    out.set_exception(env.exception())
+            except RingKVError as err:
+                out.set_exception(err)
+
+        fut.add_done_callback(done)
+        return out
+
+    def _enqueue(self, addr: str, msg: wire.Message, timeout: float) -> tuple[asyncio.Future, int]:
         peer = self._peers.get(addr) or self._connect(addr)
         if len(peer.queue) >= self.max_queue:
             raise Unavailable(f"send queue to {addr} is full")
@@ -248,13 +305,7 @@ class Transport:
         elif len(heap) > 2 * len(waiting) + 1024:  # drop entries of finished requests
             heap[:] = [e for e in heap if e[1] in waiting]
             heapq.heapify(heap)
-        try:
-            env: Envelope = await fut
-        finally:
-            waiting.pop(rid, None)
-        if env.kind == REPLY:
-            return env.message()
-        raise env.exception()
+        return fut, rid
 
     def send(self, addr: str, msg: wire.Message, ttl: float | None = None) -> bool:
         """Queue a one-way message; never blocks. False (and counted) if dropped.
@@ -336,6 +387,8 @@ class Transport:
             self._send_replies(replies)
 
     def _flush_peer(self, peer: Peer, now: float) -> None:
+        if self._faults is not None:  # fault injection hook (ringkv.faults)
+            self._faults.outbound(peer, now, self._mark)
         if not peer.flush(self._codec, now, self._waiting, self.stats):
             # ZeroMQ refused: wait for the FD to report the socket writable,
             # with a timer as a fallback
@@ -354,6 +407,8 @@ class Transport:
         sock, stats = self._router, self.stats
         if sock is None:
             return
+        if self._faults is not None:  # fault injection hook (ringkv.faults)
+            replies = self._faults.replies(replies, self._loop.time(), self._reply)  # type: ignore[union-attr]
         send = sock.send
         for ident, parts in replies.items():
             for frame, count in self._codec.frames(parts):

@@ -36,6 +36,18 @@ async def _local(client, cluster: SimCluster, i: int, table: str, key: bytes):
     return decode_record(reply.record) if reply.record is not None else None  # type: ignore[attr-defined]
 
 
+async def _started(root: str, n: int = 5, **kw) -> SimCluster:
+    """A started cluster whose every node is a full owner, as seen by every node."""
+    cluster = await SimCluster(root, n, **kw).start()
+
+    def settled() -> bool:
+        servers = [s for s in cluster.servers if s is not None]
+        return all(len(s.ring) == n and s.ring == servers[0].ring and s.elastic.state == "idle" for s in servers)  # type: ignore[union-attr]
+
+    await cluster.wait_for(settled, timeout=60)
+    return cluster
+
+
 def _index(cluster: SimCluster) -> dict[str, int]:
     return {s.node_id: i for i, s in enumerate(cluster.servers) if s is not None}
 
@@ -78,7 +90,7 @@ def _feed_copies(cluster: SimCluster) -> list[set]:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_wiped_replica_is_restored_by_one_on_demand_pass(tmp_path, seed):
     async def main():
-        cluster = await SimCluster(str(tmp_path), 5, seed=seed, repair=RepairConfig(interval=0)).start()
+        cluster = await _started(str(tmp_path), seed=seed, repair=RepairConfig(interval=0))
         try:
             client = await cluster.client(0)
             keys, entries = await _fill(cluster, client, 300)
@@ -107,7 +119,7 @@ def test_periodic_anti_entropy_alone_restores_a_wiped_replica_within_its_period(
     interval, jitter = 5.0, 0.2
 
     async def main():
-        cluster = await SimCluster(str(tmp_path), 5, seed=4, repair=RepairConfig(interval=interval, jitter=jitter)).start()
+        cluster = await _started(str(tmp_path), seed=4, repair=RepairConfig(interval=interval, jitter=jitter))
         try:
             client = await cluster.client(0)
             keys, entries = await _fill(cluster, client, 200)
@@ -137,7 +149,7 @@ def test_replicas_divergent_after_a_partition_converge(tmp_path, seed):
     keys = [b"div-%d" % i for i in range(60)]
 
     async def main():
-        cluster = await SimCluster(str(tmp_path), 5, seed=seed, repair=RepairConfig(interval=3.0)).start()
+        cluster = await _started(str(tmp_path), seed=seed, repair=RepairConfig(interval=3.0))
         try:
             client = await cluster.client(0)
             ks = client.keyspace("default")

@@ -92,7 +92,7 @@ def test_random_writes_keep_trees_equal_to_a_recomputation(tmp_path):
         storage.close()
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(CFS), st.integers(0, 15), st.one_of(st.none(), st.binary(max_size=8))), max_size=40))
 def test_hypothesis_writes_and_deletes(tmp_path_factory, ops):
     path = str(tmp_path_factory.mktemp("h"))
