@@ -66,6 +66,8 @@ class AsyncClient:
         self._refreshed = -1e9
         self._refreshing: Optional[asyncio.Task] = None
         self._closed = False
+        self._rid_prefix = secrets.token_hex(8)
+        self._rid_seq = itertools.count()
 
     def request_id(self) -> str:
         """A unique id per write (a random per-client prefix and a counter: cheaper than uuid4)."""
