@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node-id", metavar="ID", help="fixed node id (default: made once and kept in the data directory)")
     p.add_argument("--vnodes", type=int, metavar="N", default=128, help="ring tokens for a new node (default: %(default)s)")
     p.add_argument("--join-wait", type=float, metavar="SECONDS", default=10.0, help="how long a new node tries to reach its seeds before giving up (default: %(default)g)")
+    p.add_argument("--replace", metavar="NODE_ID", help="take over a dead member: its tokens, and its data streamed from the surviving replicas")
+    p.add_argument("--stream-mb-per-s", type=float, metavar="MB", help="cap on the bandwidth of range streaming (join, leave, replace, re-replication)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="stderr log level (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
 
@@ -50,7 +52,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.join_wait <= 3600:
         raise exits.UsageError("--join-wait must be in (0, 3600] seconds")
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format=LOG_FORMAT)
-    node = ringkv.Node(data_dir, listen=args.listen, seeds=args.seed, node_id=args.node_id, vnodes=args.vnodes, join_wait=args.join_wait)
+    extra = {}
+    if args.replace:
+        extra["replace"] = args.replace
+    if args.stream_mb_per_s:
+        extra["stream_mb_per_s"] = args.stream_mb_per_s
+    node = ringkv.Node(data_dir, listen=args.listen, seeds=args.seed, node_id=args.node_id, vnodes=args.vnodes, join_wait=args.join_wait, **extra)
     return asyncio.run(serve(node))
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from bisect import bisect_right
 from itertools import islice
 from typing import Callable, Iterable, Optional
 
@@ -48,6 +47,7 @@ from cachetools import LRUCache
 from ringkv.codec import decode_record
 from ringkv.errors import BadRequest, CorruptRecord, RingKVError
 from ringkv.hashing import RING_SIZE, token_bytes
+from ringkv.quorum.aae_ranges import FANOUT_BITS, Pieces, clip, covering_indexes, intersect, intersects, level_bits, node_range
 from ringkv.storage import AAE_CF, Batch, Storage
 
 __all__ = [
@@ -74,17 +74,11 @@ log = logging.getLogger("ringkv.aae")
 #: Version of the persisted tree; a different stored version is rebuilt.
 FORMAT = 1
 DIGEST_LEN = 16
-#: log2 of the fan-out between levels (32).
-FANOUT_BITS = 5
 REPLICATED_PREFIXES = ("ks.", "fd.")
 _TOP = b"\xff" * 8
 _SINCE = struct.Struct(">d")
 _pack = msgpack.Packer(use_bin_type=True).pack
 _digest = xxhash.xxh3_128_intdigest
-
-#: Sorted, disjoint, half-open ``[lo, hi)`` intervals over ``0 .. 2**64``.
-Pieces = list[tuple[int, int]]
-
 
 def is_replicated(cf: str) -> bool:
     """Whether a column family holds replicated records (and so has a tree)."""
@@ -122,75 +116,6 @@ def record_digest(skey: bytes, raw: bytes) -> tuple[int, bool]:
     except CorruptRecord:
         return _digest(b"\xff\xff\xff\xff" + skey + raw), False
     return _digest(len(skey).to_bytes(4, "big") + skey + canon), deleted
-
-
-# -- ranges ------------------------------------------------------------------
-
-
-def intersect(a: Pieces, b: Pieces) -> Pieces:
-    """The intersection of two sorted, disjoint interval lists."""
-    out: Pieces = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo = max(a[i][0], b[j][0])
-        hi = min(a[i][1], b[j][1])
-        if lo < hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def clip(pieces: Pieces, lo: int, hi: int) -> Pieces:
-    """The parts of ``pieces`` inside ``[lo, hi)``."""
-    out: Pieces = []
-    k = max(0, bisect_right(pieces, (lo, RING_SIZE + 1)) - 1)
-    while k < len(pieces) and pieces[k][0] < hi:
-        a, b = max(pieces[k][0], lo), min(pieces[k][1], hi)
-        if a < b:
-            out.append((a, b))
-        k += 1
-    return out
-
-
-def intersects(pieces: Pieces, lo: int, hi: int) -> bool:
-    k = max(0, bisect_right(pieces, (lo, RING_SIZE + 1)) - 1)
-    while k < len(pieces) and pieces[k][0] < hi:
-        if pieces[k][1] > lo:
-            return True
-        k += 1
-    return False
-
-
-def level_bits(bits: int) -> list[int]:
-    """Bits of each level, top first: 10 -> ``[5, 10]``, 16 -> ``[5, 10, 15, 16]``."""
-    out = []
-    b = FANOUT_BITS
-    while b < bits:
-        out.append(b)
-        b += FANOUT_BITS
-    out.append(bits)
-    return out
-
-
-def node_range(lb: int, index: int) -> tuple[int, int]:
-    """The ``[lo, hi)`` hash range of node ``index`` on a level of ``lb`` bits."""
-    shift = 64 - lb
-    return index << shift, (index + 1) << shift
-
-
-def covering_indexes(pieces: Pieces, lb: int) -> list[int]:
-    """Indexes of the nodes of a ``lb``-bit level that intersect ``pieces``."""
-    shift = 64 - lb
-    out: list[int] = []
-    for lo, hi in pieces:
-        first, last = lo >> shift, (hi - 1) >> shift
-        if out and first <= out[-1]:
-            first = out[-1] + 1
-        out.extend(range(first, last + 1))
-    return out
 
 
 # -- keys of the _aae column family -----------------------------------------

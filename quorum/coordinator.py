@@ -30,12 +30,6 @@ from ringkv.wire import Message
 __all__ = ["Coordinator", "ClusterView"]
 
 
-def _retrieve(fut: asyncio.Future) -> None:
-    """Mark a finished fan-out future's outcome as seen (no 'never retrieved' noise)."""
-    if not fut.cancelled():
-        fut.exception()
-
-
 def _chain(extras: list) -> Extra:
     """One ``extra`` hook running several (``None`` entries skipped)."""
     hooks = [e for e in extras if e is not None]
@@ -176,6 +170,24 @@ class Coordinator:
                 self._recent[req.request_id] = rec
         return await self._replicate(table, req.key, rec, walk, w, deadline)
 
+    def _hold_hint(self, table: Table, key: bytes, owner: str) -> None:
+        """Remember that ``owner`` lacks our copy of ``key``; hinted handoff delivers it later."""
+        if owner == self.view.node_id or self.replica.storage.get(table.cf, table.skey(key)) is None:
+            return
+        batch = self.replica.storage.batch()
+        self.hints.add(batch, owner, table.wire_name, key, self.replica.hlc.now())
+        self.replica.storage.write(batch)
+        self.stats["hinted_writes"] += 1
+
+    def _late_ack(self, table: Table, key: bytes, owner: str) -> Callable[[asyncio.Future], None]:
+        """After answering: a replica that finally fails gets a hint instead."""
+
+        def done(fut: asyncio.Future) -> None:
+            if fut.cancelled() or fut.exception() is not None:
+                self._hold_hint(table, key, owner)
+
+        return done
+
     def _hint_extra(self, target: str, wire_name: str, key: bytes) -> Extra:
         def extra(batch, old, new: DVVSet) -> None:
             self.hints.add(batch, target, wire_name, key, self.replica.hlc.now())
@@ -202,7 +214,11 @@ class Coordinator:
             pending[fut] = (node, hint_for)
 
         for node, hint_for in targets:
-            launch(node, hint_for)
+            if node == me:
+                self._hold_hint(table, key, hint_for)  # nobody else to hold it: keep it ourselves
+                tally.expected -= 1
+            else:
+                launch(node, hint_for)
         answered = False
         try:
             while pending and not tally.met:
@@ -214,23 +230,26 @@ class Coordinator:
                     if fut.exception() is None:
                         tally.success(node)
                         continue
-                    # A failed replica: hand its copy to the next live fallback, with a hint.
+                    # A failed replica: hand its copy to the next live fallback, with a hint,
+                    # or keep the hint ourselves when there is no fallback.
                     owner = hint_for or node
                     fb = next_fallback(walk, info.n, used, self.view.is_alive)
                     if fb is not None and self._remaining(deadline) > 0:
                         used.add(fb)
                         launch(fb, owner)
                         tally.expected += 1
+                    else:
+                        self._hold_hint(table, key, owner)
                     tally.failure(node)
             if tally.met:
                 answered = True
                 return KvDone(len(tally.ok))
             raise QuorumError(acks=len(tally.ok), required=tally.required, failed=tally.failed + [n for n, _ in pending.values()])
         finally:
-            for fut in pending:  # late acks arrive on their own; nothing waits for them
+            for fut, (node, hint_for) in pending.items():  # late answers arrive on their own
                 if not answered:
                     fut.cancel()
-                fut.add_done_callback(_retrieve)
+                fut.add_done_callback(self._late_ack(table, key, hint_for or node))
 
     # -- reads -----------------------------------------------------------
 

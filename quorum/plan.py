@@ -20,18 +20,20 @@ def write_targets(
 
     A preferred replica known to be down is replaced by the next live member
     after the first ``n`` (sloppy quorum) with ``hint_for`` naming the owner
-    it holds the copy for. With no fallback left, the down owner is tried
-    anyway: the attempt fails fast and counts as a failed replica.
+    it holds the copy for. With no fallback left (a cluster of N nodes), the
+    coordinator itself keeps the hint: ``(coordinator, owner)``, no message.
     """
     fallbacks = [m for m in walk[n:] if m != coordinator and is_alive(m)]
     out: list[tuple[str, Optional[str]]] = []
     for m in walk[:n]:
         if m == coordinator:
             continue
-        if is_alive(m) or not fallbacks:
+        if is_alive(m):
             out.append((m, None))
-        else:
+        elif fallbacks:
             out.append((fallbacks.pop(0), m))
+        else:
+            out.append((coordinator, m))
     return out
 
 

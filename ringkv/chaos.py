@@ -112,6 +112,8 @@ class Workload:
     tag: str = ""
     #: Client request timeout, seconds.
     timeout: float = 2.0
+    #: Seconds a client waits between two operations (bounds the load).
+    pause: float = 0.02
 
 
 class FeedLog:
@@ -186,6 +188,8 @@ async def kv_worker(ci: int, client, wl: Workload, rec: Recorder, rng: random.Ra
         except RingKVError:
             await asyncio.sleep(0.1)  # back off while this key has no read quorum
             continue
+        if wl.pause:
+            await asyncio.sleep(wl.pause)  # pacing of the workload, not a wait for a condition
         if kind == "get":
             continue
         n += 1
@@ -211,6 +215,8 @@ async def feed_worker(ci: int, client, wl: Workload, rec: Recorder, rng: random.
     n = 0
     while loop.time() < stop_at and (wl.max_ops is None or n < wl.max_ops):
         n += 1
+        if wl.pause:
+            await asyncio.sleep(wl.pause)  # pacing of the workload
         if mine and rng.random() < wl.remove_share:
             name, eid = mine.pop(rng.randrange(len(mine)))
             op = rec.feeds.invoke("remove", name, entry_id=eid, client=ci)
@@ -702,6 +708,7 @@ async def sim_scenario(root: str, seed: int, kind: str = "mixed", seconds: float
         stop_at = loop.time() + seconds
         nem = nemesis(f, kind, random.Random(rng.random()), stop_at, log)
         await _run_workload(clients, fclients, wl, rec, rng, stop_at, (nem,))
+        await f.heal_all()
         checker = await cluster.client(0, timeout=5.0)
         names = {cluster.servers[i].node_id: f"n{i}" for i in range(size) if cluster.servers[i] is not None}
         final = await settle(f, checker, wl, cluster.addrs, notes, mode=repair_mode, names=names)

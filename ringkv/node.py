@@ -17,6 +17,7 @@ from ringkv.client import AsyncClient, Client, _Runner
 from ringkv.config import StoreOptions
 from ringkv.errors import BadRequest, ClosedError, WrongType
 from ringkv.gossip import GossipConfig
+from ringkv.ring.streaming import StreamConfig
 from ringkv.server import NodeConfig, NodeServer
 
 __all__ = ["Node"]
@@ -40,8 +41,10 @@ class Node:
             raise WrongType(f"data_dir must be a path, not {type(data_dir).__name__}")
         if isinstance(seeds, str):
             seeds = [seeds]
-        node_keys = {"join_wait", "hint_interval", "request_timeout", "max_message_size"}
+        node_keys = {"join_wait", "hint_interval", "request_timeout", "max_message_size", "replace", "cleanup_interval"}
         node_opts = {k: options.pop(k) for k in list(options) if k in node_keys}
+        if "stream_mb_per_s" in options:
+            node_opts["stream"] = StreamConfig(mb_per_s=options.pop("stream_mb_per_s"))
         self.config = NodeConfig(
             data_dir=os.fspath(data_dir),
             listen=listen,

@@ -37,18 +37,8 @@ from typing import Any, Callable, Optional
 from ringkv.codec import decode_record
 from ringkv.errors import BadRequest, RingKVError, Unavailable, WrongType
 from ringkv.gossip import LEFT, REMOVED, UP
-from ringkv.quorum.aae import (
-    DIGEST_LEN,
-    HashTree,
-    Pieces,
-    Trees,
-    clip,
-    covering_indexes,
-    intersect,
-    intersects,
-    node_range,
-    record_digest,
-)
+from ringkv.quorum.aae import DIGEST_LEN, HashTree, Trees, record_digest
+from ringkv.quorum.aae_ranges import Pieces, clip, covering_indexes, intersect, intersects, node_range, normalize
 from ringkv.quorum.aae_messages import (
     MAX_INDEXES,
     MAX_KEYS,
@@ -115,6 +105,10 @@ class RepairConfig:
     page_keys: int = 1000
     #: Key repairs in flight per exchange.
     max_inflight: int = 8
+    #: Cap on keys repaired per second by this node (0: none). Scans and
+    #: comparisons always yield to client requests; this also bounds the
+    #: write load a big repair (a wiped replica) puts on the cluster.
+    keys_per_second: float = 0.0
     #: Seconds to wait for one peer request.
     request_timeout: float = 10.0
     #: Tombstones examined per GC batch.
@@ -131,7 +125,7 @@ class RepairConfig:
         s = self.segments
         if type(s) is not int or s < 2 or s > 1 << 24 or s & (s - 1):
             raise BadRequest("segments must be a power of two between 2 and 2**24")
-        if self.interval < 0 or self.tombstone_grace < 0 or not 0 <= self.jitter < 1:
+        if self.interval < 0 or self.tombstone_grace < 0 or self.keys_per_second < 0 or not 0 <= self.jitter < 1:
             raise BadRequest("interval and tombstone_grace must be >= 0, jitter in [0, 1)")
         for name in ("scan_chunk", "page_keys", "max_inflight", "gc_batch"):
             v = getattr(self, name)
@@ -152,16 +146,6 @@ def _wall_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     return loop.time if isinstance(loop, VirtualLoop) else time.time
 
 
-def _normalize(pieces: Pieces) -> Pieces:
-    out: Pieces = []
-    for lo, hi in sorted(pieces):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
-
-
 class RepairService:
     """Anti-entropy and tombstone GC of one :class:`~ringkv.server.NodeServer`."""
 
@@ -174,6 +158,8 @@ class RepairService:
         self._lock = asyncio.Lock()
         self._rng = random.Random(server.config.seed)
         self._pieces_memo: tuple[Any, dict] = (None, {})
+        self._budget = 0.0  # token bucket of keys_per_second
+        self._budget_at = 0.0
         #: Counters summed over every pass.
         self.totals: Counter = Counter()
         #: Stats of the latest pass.
@@ -273,7 +259,7 @@ class RepairService:
             self._pieces_memo = (ring, memo)
         got = memo.get((node, n))
         if got is None:
-            got = memo[(node, n)] = _normalize([p for r in ring.replica_ranges(node, n) for p in r.pieces()])
+            got = memo[(node, n)] = normalize([p for r in ring.replica_ranges(node, n) for p in r.pieces()])
         return got
 
     async def _table_pass(self, table: Table, st: Counter, all_peers: bool) -> None:
@@ -417,8 +403,19 @@ class RepairService:
 
         await asyncio.gather(*(one(skey, absent) for skey, absent in diffs))
 
+    async def _pace(self) -> None:
+        rate = self.config.keys_per_second
+        if not rate:
+            return
+        now = asyncio.get_running_loop().time()
+        self._budget = min(rate, self._budget + (now - self._budget_at) * rate) - 1
+        self._budget_at = now
+        if self._budget < 0:
+            await asyncio.sleep(-self._budget / rate)  # rate limit, by design
+
     async def _repair_key(self, table: Table, addr: str, skey: bytes, remote_absent: bool) -> bool:
         """Merge both sides' records of one key onto both; True if either side changed."""
+        await self._pace()
         key = skey[8:]
         if table.skey(key) != skey:
             raise BadRequest("a storage key that does not match its key's placement")

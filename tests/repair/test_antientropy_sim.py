@@ -206,3 +206,21 @@ def test_replicas_divergent_after_a_partition_converge(tmp_path, seed):
         assert sync(recs[0], everything) == everything, k
     both = [k for k in keys if {b"side-0", b"side-1"} <= set(final[k][0].values)]
     assert both, "no key kept both sides' concurrent writes as siblings"
+
+
+def test_keys_per_second_caps_a_big_repair(tmp_path):
+    rate = 40.0
+
+    async def main():
+        cluster = await _started(str(tmp_path), seed=3, repair=RepairConfig(interval=0, keys_per_second=rate))
+        try:
+            client = await cluster.client(0)
+            keys, _ = await _fill(cluster, client, 100)
+            await _wipe(cluster, VICTIM)
+            return await run_repair(client, cluster.configs[VICTIM].listen)
+        finally:
+            await cluster.stop()
+
+    stats = run_virtual(main())
+    assert stats["keys_repaired"] > 40
+    assert stats["seconds"] >= (stats["keys_repaired"] - rate) / rate * 0.9, stats
