@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from ringkv.errors import BadRequest, KeyspaceNotFound, TooLarge
 from ringkv.feeds.api import AsyncFeedAPI, FeedAPI, Page
 from ringkv.feeds.ids import format_id, parse_id
 from ringkv.feeds.service import check_feed

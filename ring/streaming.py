@@ -12,7 +12,7 @@ last key done tells how far a transfer has come (and its ETA).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
 import msgpack

@@ -23,7 +23,6 @@ import logging
 from typing import TYPE_CHECKING, Optional
 
 from ringkv.errors import RingKVError
-from ringkv.hashing import RING_SIZE
 from ringkv.quorum.tables import FEEDS_SUFFIX, Table
 from ringkv.ring import Ring
 from ringkv.ring.handoff import Move, elementary, gains, losses
@@ -117,7 +116,6 @@ class Elastic:
     async def join(self) -> None:
         """Pull our future ranges, then become a full owner. Retries until it succeeds."""
         self.state = "joining"
-        loop = asyncio.get_running_loop()
         while not [m for m in self.s._ring_members() if m != self.s.node_id]:
             await asyncio.sleep(0.1)  # a restarted joiner first relearns the ring from gossip
         await asyncio.sleep(2 * self.s.config.gossip.sync_interval)  # ...all of it, not the first member heard of

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from typing import Any, Iterable, Optional
 
 from ringkv.client import AsyncClient, Client, _Runner

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 import msgpack
 
 from ringkv.config import StoreOptions
-from ringkv.errors import AlreadyExists, BadRequest, KeyspaceNotFound, NotFound, RingKVError, Unavailable
+from ringkv.errors import BadRequest, NotFound, RingKVError, Unavailable
 from ringkv.gossip import (
     DOWN,
     GOSSIP_MESSAGES,
@@ -48,7 +47,7 @@ from ringkv.feeds.messages import (
 from ringkv.feeds.service import FeedService
 from ringkv.feeds.store import FeedStore
 from ringkv.identity import mark_clean_shutdown, open_identity
-from ringkv.keyspaces import DEFAULT_KEYSPACE, KeyspaceInfo, check_name
+from ringkv.keyspaces import KeyspaceInfo
 from ringkv.node_messages import (
     ClusterView,
     ClusterViewReply,
@@ -65,36 +64,31 @@ from ringkv.quorum.messages import (
     KeyspaceCreate,
     KeyspaceDrop,
     KeyspaceList,
-    KeyspaceListing,
     KvGet,
     KvPut,
     LocalGet,
     ReplicaPut,
     ReplicaRead,
-    ReplicaRecord,
 )
 from ringkv.quorum.replica import LocalReplica
-from ringkv.quorum.tables import feed_cf
 from ringkv.repair import RepairConfig, install as install_repair
+from ringkv.catalog import Catalog
 from ringkv.elastic import Elastic
+from ringkv.status import local_stats, node_status
 from ringkv.ring.messages import StreamPull, StreamPush
 from ringkv.ring.streaming import StreamConfig
 from ringkv.ring import Ring, allocate_tokens
-from ringkv.storage import Storage, keyspace_cf
+from ringkv.storage import Storage
 from ringkv.transport import Transport, current_deadline
 from ringkv.wire import Message
 
-__all__ = ["NodeConfig", "NodeServer", "DEFAULT_CLUSTER_KEYSPACE"]
+__all__ = ["NodeConfig", "NodeServer"]
 
 log = logging.getLogger("ringkv.node")
 
-#: The keyspace every cluster has: Dynamo's classic N=3, R=2, W=2.
-DEFAULT_CLUSTER_KEYSPACE = KeyspaceInfo(DEFAULT_KEYSPACE, n=3, r=2, w=2)
 _RING_STATUSES = (UP, LEAVING)
-_KS_META = "keyspace:"
 _TOKENS = b"tokens"
 _INCARNATION = b"incarnation"
-_KS_LOCAL = b"ksdef:"
 _PHASE = b"phase"  # "joining" / "leaving" until that change completes (resumed after a crash)
 #: Most of a request's budget (seconds) kept back for sending its answer.
 _REPLY_MARGIN = 0.25
@@ -159,8 +153,6 @@ class NodeServer:
         self.future_ring = Ring({})
         self.node_id = ""
         self.address = ""
-        self._keyspaces: dict[str, KeyspaceInfo] = {}
-        self._ks_uids: dict[str, Any] = {}
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -171,9 +163,9 @@ class NodeServer:
             ReplicaPut: self._on_replica_put,
             ReplicaRead: self._on_replica_read,
             LocalGet: self._on_local_get,
-            KeyspaceCreate: self._on_keyspace_create,
-            KeyspaceDrop: self._on_keyspace_drop,
-            KeyspaceList: self._on_keyspace_list,
+            KeyspaceCreate: self._deadlined(lambda m, d: self.catalog.create(m, d)),
+            KeyspaceDrop: self._deadlined(lambda m, d: self.catalog.drop(m, d)),
+            KeyspaceList: self._immediate(lambda m: self.catalog.listing()),
             ClusterView: self._on_cluster_view,
             NodeStatus: self._on_status,
             NodeStats: self._on_stats,
@@ -220,7 +212,7 @@ class NodeServer:
         self.address = self.transport.address or cfg.listen
         replica = LocalReplica(storage, ident.actor)
         self.hints = HintStore(storage)
-        self._load_keyspaces()
+        self.catalog = Catalog(self)
         self.gossip = GossipNode(
             self.node_id,
             self.address,
@@ -397,7 +389,7 @@ class NodeServer:
             elif type(e) is LivenessChanged:
                 log.info("member %s is %s (was %s)", e.node_id, e.new, e.old)
             elif type(e) is MetadataChanged:
-                self._on_metadata(e.key, e.value)
+                self.catalog.on_metadata(e.key, e.value)
         if ring_changed:
             before = self.ring
             self._rebuild_ring()
@@ -422,71 +414,11 @@ class NodeServer:
         now = self.ring.preference_list(place, n) if len(self.ring) else []
         return [m for m in self.future_ring.preference_list(place, n) if m not in now and self.is_alive(m)]
 
-    # -- keyspaces (cluster metadata) ------------------------------------
-
-    def _load_keyspaces(self) -> None:
-        storage = self.storage
-        assert storage is not None
-        storage.create_cf(keyspace_cf(DEFAULT_KEYSPACE))
-        storage.create_cf(feed_cf(DEFAULT_KEYSPACE))
-        for _, raw in storage.scan("_meta", _KS_LOCAL, _KS_LOCAL[:-1] + b";"):
-            d = msgpack.unpackb(raw)
-            info = KeyspaceInfo.from_dict(d)
-            self._keyspaces[info.name] = info
-            self._ks_uids[info.name] = d.get("uid")
-            storage.create_cf(keyspace_cf(info.name))
-            storage.create_cf(feed_cf(info.name))
-
-    def _on_metadata(self, key: str, value: Any) -> None:
-        if not key.startswith(_KS_META):
-            return
-        name = key[len(_KS_META):]
-        storage = self.storage
-        assert storage is not None
-        if value is None:
-            self._ks_uids.pop(name, None)
-            if self._keyspaces.pop(name, None) is not None or storage.has_cf(keyspace_cf(name)):
-                log.info("keyspace %s dropped", name)
-            b = storage.batch()
-            b.delete("_meta", _KS_LOCAL + name.encode())
-            storage.write(b, sync=True)
-            if name != DEFAULT_KEYSPACE:
-                storage.drop_cf(keyspace_cf(name))
-                storage.drop_cf(feed_cf(name))
-                self.feeds.store.drop_keyspace(name)
-            return
-        try:
-            info = KeyspaceInfo.from_dict(value)
-        except RingKVError:
-            log.warning("ignoring bad keyspace definition for %s", name)
-            return
-        uid = value.get("uid")
-        if name in self._keyspaces and self._ks_uids.get(name) == uid:
-            return
-        if name in self._keyspaces and name != DEFAULT_KEYSPACE:
-            storage.drop_cf(keyspace_cf(name))  # dropped and re-created while we were away
-            storage.drop_cf(feed_cf(name))
-            self.feeds.store.drop_keyspace(name)
-        storage.create_cf(keyspace_cf(name))
-        storage.create_cf(feed_cf(name))
-        storage.meta_put(_KS_LOCAL + name.encode(), msgpack.packb(dict(info.to_dict(), uid=uid)))
-        self._keyspaces[name] = info
-        self._ks_uids[name] = uid
-        log.info("keyspace %s: n=%d r=%d w=%d %s", name, info.n, info.r, info.w, info.conflict)
-
     def keyspace(self, name: str) -> KeyspaceInfo:
-        info = self._keyspaces.get(name)
-        if info is not None:
-            return info
-        if name == DEFAULT_KEYSPACE:
-            return DEFAULT_CLUSTER_KEYSPACE
-        check_name(name)
-        raise KeyspaceNotFound(f"keyspace {name!r} does not exist")
+        return self.catalog.get(name)
 
     def keyspaces(self) -> list[KeyspaceInfo]:
-        out = dict(self._keyspaces)
-        out.setdefault(DEFAULT_KEYSPACE, DEFAULT_CLUSTER_KEYSPACE)
-        return [out[n] for n in sorted(out)]
+        return self.catalog.all()
 
     # -- ClusterView protocol for the coordinator ------------------------
 
@@ -559,43 +491,6 @@ class NodeServer:
     async def _on_local_get(self, msg: LocalGet) -> Message:
         return self.coordinator.on_replica_read(ReplicaRead(msg.keyspace, msg.key))  # type: ignore[union-attr]
 
-    async def _on_keyspace_create(self, msg: KeyspaceCreate) -> Message:
-        info = KeyspaceInfo(msg.name, n=msg.n, r=msg.r, w=msg.w, conflict=msg.conflict)
-        if msg.name in self._keyspaces or msg.name == DEFAULT_KEYSPACE:
-            raise AlreadyExists(f"keyspace {msg.name!r} already exists")
-        value = dict(info.to_dict(), uid=f"{self.node_id}:{self._now():.6f}")
-        self._run(self.gossip.set_metadata(_KS_META + msg.name, value, self._now()))  # type: ignore[union-attr]
-        await self._await_everywhere(lambda names: msg.name in names)
-        return KeyspaceListing([info.to_dict()])
-
-    async def _on_keyspace_drop(self, msg: KeyspaceDrop) -> None:
-        self.keyspace(msg.name)
-        if msg.name == DEFAULT_KEYSPACE:
-            raise BadRequest("the default keyspace cannot be dropped")
-        self._run(self.gossip.set_metadata(_KS_META + msg.name, None, self._now()))  # type: ignore[union-attr]
-        await self._await_everywhere(lambda names: msg.name not in names)
-
-    async def _await_everywhere(self, done, timeout: float = 5.0) -> None:
-        """Wait (bounded) until every live member's keyspace list satisfies ``done``."""
-        loop = asyncio.get_running_loop()
-        deadline = min(loop.time() + timeout, self._deadline())
-        pending = [m for m in self.gossip.members.values() if m.node_id != self.node_id and m.status in (UP, JOINING, LEAVING) and self.is_alive(m.node_id)]  # type: ignore[union-attr]
-        while pending and loop.time() < deadline:
-            still = []
-            for m in pending:
-                try:
-                    reply = await self.transport.request(m.addr, KeyspaceList(), min(1.0, max(0.05, deadline - loop.time())))  # type: ignore[union-attr]
-                    if not done({k["name"] for k in reply.keyspaces}):  # type: ignore[attr-defined]
-                        still.append(m)
-                except RingKVError:
-                    pass  # a member that does not answer learns it from gossip later
-            pending = still
-            if pending:
-                await asyncio.sleep(0.05)  # bounded poll while gossip spreads the change
-
-    async def _on_keyspace_list(self, msg: KeyspaceList) -> Message:
-        return KeyspaceListing([k.to_dict() for k in self.keyspaces()])
-
     async def _on_cluster_view(self, msg: ClusterView) -> Message:
         gossip = self.gossip
         assert gossip is not None
@@ -606,57 +501,17 @@ class NodeServer:
         return ClusterViewReply(self.node_id, members)
 
     def local_stats(self) -> dict:
-        storage = self.storage
-        assert storage is not None
-        keys = sum(storage.approximate_keys(keyspace_cf(k.name)) for k in self.keyspaces() if storage.has_cf(keyspace_cf(k.name)))
-        return {"keys": keys, "hints": self.hints.total()}
-
-    async def _on_stats(self, msg: NodeStats) -> Message:
-        s = self.local_stats()
-        return NodeStatsReply(s["keys"], s["hints"])
+        return local_stats(self)
 
     async def status(self) -> dict:
-        gossip = self.gossip
-        assert gossip is not None
-        ownership = self.ring.ownership() if len(self.ring) else {}
-        members = sorted(gossip.members.values(), key=lambda m: m.node_id)
+        return await node_status(self)
 
-        async def stats_of(m) -> dict:
-            if m.node_id == self.node_id:
-                return self.local_stats()
-            if not self.is_alive(m.node_id) or m.status in (LEFT, "removed"):
-                return {"keys": None, "hints": None}
-            try:
-                r = await self.transport.request(m.addr, NodeStats(), 1.0)  # type: ignore[union-attr]
-                return {"keys": r.keys, "hints": r.hints}  # type: ignore[attr-defined]
-            except RingKVError:
-                return {"keys": None, "hints": None}
-
-        stats = await asyncio.gather(*(stats_of(m) for m in members))
-        return {
-            "node_id": self.node_id,
-            "addr": self.address,
-            "members": [
-                {
-                    "node_id": m.node_id,
-                    "addr": m.addr,
-                    "status": m.status,
-                    "liveness": "alive" if m.node_id == self.node_id else (gossip.liveness(m.node_id) or "alive"),
-                    "tokens": len(m.tokens),
-                    "ownership": ownership.get(m.node_id, 0.0),
-                    **s,
-                }
-                for m, s in zip(members, stats)
-            ],
-            "hints_pending": self.hints.pending(),
-            "keyspaces": [k.to_dict() for k in self.keyspaces()],
-            "transport": dataclasses.asdict(self.transport.stats),  # type: ignore[union-attr]
-            "quorum": dict(self.coordinator.stats),  # type: ignore[union-attr]
-            "elastic": self.elastic.status(),
-        }
+    async def _on_stats(self, msg: NodeStats) -> Message:
+        s = local_stats(self)
+        return NodeStatsReply(s["keys"], s["hints"])
 
     async def _on_status(self, msg: NodeStatus) -> Message:
-        return NodeStatusReply(await self.status())
+        return NodeStatusReply(await node_status(self))
 
     async def _on_remove(self, msg: RemoveMember) -> None:
         if msg.node_id == self.node_id:

@@ -181,6 +181,8 @@ class PhaseResult:
     machine_cpu: Optional[float] = None
     #: CPU-seconds per second of the server processes (nodes, redis-server), when known
     server_cpu: Optional[float] = None
+    #: CPU-seconds per second of the other contenders' servers meanwhile (e.g. idle nodes' background work)
+    idle_servers_cpu: Optional[float] = None
 
     @property
     def ops(self) -> int:
@@ -217,10 +219,12 @@ class PhaseResult:
             "error_kinds": dict(self.errors.most_common(5)),
             "client_cpu_util": self.client_cpu / self.seconds if self.seconds > 0 else None,
             "server_cpu_util": self.server_cpu,
+            "idle_servers_cpu_util": self.idle_servers_cpu,
             "machine_cpu_util": self.machine_cpu,
             #: CPU-seconds per second used meanwhile by every other process on the machine
             "other_cpu_util": None if self.machine_cpu is None else max(
-                0.0, self.machine_cpu - (self.server_cpu or 0.0) - (self.client_cpu / self.seconds if self.seconds > 0 else 0.0)),
+                0.0, self.machine_cpu - (self.server_cpu or 0.0) - (self.idle_servers_cpu or 0.0)
+                - (self.client_cpu / self.seconds if self.seconds > 0 else 0.0)),
             "by_op": self.summary(),
         }
 
@@ -306,7 +310,8 @@ def drive_sync(fns: Sequence[Optional[Callable]], seq: OpSequence, values: Seque
 
 async def drive_async(fns: Sequence[Optional[Callable[..., Awaitable]]], seq: OpSequence, values: Sequence[bytes],
                       seconds: float, max_ops: Optional[int], concurrency: int,
-                      progress: Optional[Progress] = None, pids: Sequence[int] = ()) -> PhaseResult:
+                      progress: Optional[Progress] = None, pids: Sequence[int] = (),
+                      other_pids: Sequence[int] = ()) -> PhaseResult:
     """``concurrency`` coroutines each awaiting ``fns[code](arg, value)`` in turn."""
     res = PhaseResult()
     lat, items, errors = res.lat, res.items, res.errors
@@ -341,7 +346,7 @@ async def drive_async(fns: Sequence[Optional[Callable[..., Awaitable]]], seq: Op
             if progress is not None:
                 progress(max((pc() - start) / seconds, res.ops / limit))
 
-    cpu0, busy0, srv0 = time.process_time(), _machine_busy(), process_cpu(pids)
+    cpu0, busy0, srv0, oth0 = time.process_time(), _machine_busy(), process_cpu(pids), process_cpu(other_pids)
     tick = asyncio.ensure_future(ticker())
     try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -350,9 +355,10 @@ async def drive_async(fns: Sequence[Optional[Callable[..., Awaitable]]], seq: Op
         await asyncio.gather(tick, return_exceptions=True)
     res.seconds = pc() - start
     res.client_cpu = time.process_time() - cpu0
-    busy1, srv1 = _machine_busy(), process_cpu(pids)
+    busy1, srv1, oth1 = _machine_busy(), process_cpu(pids), process_cpu(other_pids)
     res.machine_cpu = None if busy0 is None or busy1 is None else (busy1 - busy0) / res.seconds
     res.server_cpu = None if srv0 is None or srv1 is None else (srv1 - srv0) / res.seconds
+    res.idle_servers_cpu = None if oth0 is None or oth1 is None else (oth1 - oth0) / res.seconds
     return res
 
 
@@ -1206,7 +1212,8 @@ async def _run_phase_async(systems: list[System], ph: Phase, values: list[bytes]
     for s in systems:
         label = f"{ph.workload} {OPS[ph.seq.codes[0]] if ph.feed else ''}".strip()
         upd, done = display.task(f"{label}: {s.name}")
-        res = await drive_async(s.fns(), ph.seq, values, seconds, max_ops, args.concurrency, upd, s.pids)
+        others = [p for o in systems if o is not s for p in o.pids]
+        res = await drive_async(s.fns(), ph.seq, values, seconds, max_ops, args.concurrency, upd, s.pids, others)
         done(res)
         out.append({"system": s.name, "workload": ph.workload, **res.as_dict()})
     return out
@@ -1331,13 +1338,15 @@ def print_report(doc: dict) -> None:
         console.print(note, highlight=False)
     if any(r.get("machine_cpu_util") is not None for r in doc["results"]):
         cpu = Table(title=f"CPU-seconds per second during each phase ({os.cpu_count()} cores)", title_justify="left",
-                    caption="server: the nodes or redis-server; this process: the driver (and an in-process node);"
-                            " others: every other process on the machine", caption_justify="left")
-        for col in ("phase", "system", "server", "this process", "others"):
+                    caption="server: the nodes or redis-server; other servers: the other contender's (idle) servers meanwhile;"
+                            " this process: the driver (and an in-process node); others: every other process on the machine",
+                    caption_justify="left")
+        for col in ("phase", "system", "server", "other servers", "this process", "others"):
             cpu.add_column(col, justify="left" if col in ("phase", "system") else "right")
         for r in doc["results"]:
             ph = r["workload"] + (" " + next(iter(r["by_op"])) if r["workload"] == "feed" and r["by_op"] else "")
-            cpu.add_row(ph, r["system"], _f(r.get("server_cpu_util"), ".2f"), _f(r.get("client_cpu_util"), ".2f"), _f(r.get("other_cpu_util"), ".2f"))
+            cpu.add_row(ph, r["system"], _f(r.get("server_cpu_util"), ".2f"), _f(r.get("idle_servers_cpu_util"), ".2f"),
+                        _f(r.get("client_cpu_util"), ".2f"), _f(r.get("other_cpu_util"), ".2f"))
         console.print(cpu)
         console.print("Load from other processes skews every figure: read the ratios with the 'others' column.", highlight=False)
 
