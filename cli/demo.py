@@ -2,8 +2,8 @@
 
 It starts three nodes on free loopback ports in a temporary directory, writes
 at a quorum, kills one node with SIGKILL, shows the cluster detecting it and
-still serving reads and writes, restarts it, and shows it catching up with
-what it missed. Every process and the directory are removed at the end, also
+still serving reads and writes, restarts it, shows it catching up with what
+it missed, and appends to one feed from every node. Every process and the directory are removed at the end, also
 on Ctrl-C or an error, unless ``--keep`` leaves the cluster running.
 """
 
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Optional
 
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 import ringkv
 from ringkv.cli import exits
@@ -82,6 +84,7 @@ def run(console: Console, keep: bool = False) -> None:
         _act_quorum(console, client, cluster)
         missed = _act_failure(console, client, cluster)
         _act_recovery(console, client, cluster, missed)
+        _act_feeds(console, cluster)
         if keep:
             _print_keep(console, cluster, root)
             kept = True
@@ -211,6 +214,41 @@ def _act_recovery(console: Console, client: ringkv.Client, cluster: LocalCluster
     _show(console, f"{victim.name} local copy of while-down:3", ks.get_local("while-down:3", node=victim.addr))
 
 
+def _act_feeds(console: Console, cluster: LocalCluster) -> None:
+    _step(
+        console,
+        "6. a feed, written from every node",
+        "A feed is an ordered event stream. Three clients, one connected to each node, append to the same feed; "
+        "entry ids are ordered by HLC time and writer, so appends never conflict and every node lists one order.",
+    )
+    clients = [ringkv.connect([node.addr], timeout=5.0) for node in cluster.nodes]
+    try:
+        feeds = [c.keyspace(KS).feed("timeline") for c in clients]
+        for rnd in (1, 2):
+            for node, feed in zip(cluster.nodes, feeds):
+                feed.append(f"{node.name} says hello #{rnd}", w=2)
+        console.print(f"  appended 2 entries through each of {', '.join(n.name for n in cluster.nodes)} (W=2)")
+        orders = [[e.id for e in feed.iterate(r=2)] for feed in feeds]
+        same = all(o == orders[0] for o in orders)
+        entries = feeds[0].all()
+        table = Table(title="feed timeline (oldest first)")
+        table.add_column("#", justify="right", style="dim")
+        table.add_column("entry id", style="bold")
+        table.add_column("data")
+        for i, e in enumerate(entries, 1):
+            table.add_row(str(i), e.id, Text(e.data.decode("utf-8", "replace")))
+        console.print(table)
+        verdict = "[green]the same order[/green]" if same else "[red]different orders[/red]"
+        console.print(f"  listed through n1, n2 and n3 (R=2): {len(orders[0])} entries each, {verdict}")
+        middle = feeds[2].get(entries[len(entries) // 2].id)
+        if middle is not None:
+            console.print(f"  get {middle.id} through n3 -> [green]{_esc(repr(middle.data.decode()))}[/green]")
+            console.print(f"    prev {middle.prev_id}   next {middle.next_id}  [dim](linked-list navigation)[/dim]")
+    finally:
+        for c in clients:
+            c.close()
+
+
 def _print_keep(console: Console, cluster: LocalCluster, root: Path) -> None:
     addr = cluster.addrs[0]
     console.print()
@@ -218,6 +256,8 @@ def _print_keep(console: Console, cluster: LocalCluster, root: Path) -> None:
     console.print(f"  ringkv status --connect {addr}", markup=False)
     console.print(f"  ringkv get user:7 --keyspace {KS} --connect {addr}", markup=False)
     console.print(f"  ringkv put hello world --connect {','.join(cluster.addrs)}", markup=False)
+    console.print(f"  ringkv feed list timeline --keyspace {KS} --connect {addr}", markup=False)
+    console.print(f"  ringkv feed follow timeline --keyspace {KS} --connect {addr}", markup=False)
     console.print("Stop it and remove its files:")
     console.print(f"  kill {' '.join(str(p) for p in cluster.pids())} && rm -rf {root}", markup=False)
     console.print(f"Node logs: {root}/n1.log, n2.log, n3.log", markup=False)

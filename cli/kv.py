@@ -7,7 +7,7 @@ import os
 import sys
 
 from ringkv.cli import exits
-from ringkv.cli.output import context_arg, context_text, encode_values, print_json, write_line, write_value
+from ringkv.cli.output import context_arg, context_text, encode_values, print_json, shown_value, write_line, write_value
 from ringkv.cli.target import cluster_addrs, open_target
 from ringkv.keyspaces import DEFAULT_KEYSPACE
 
@@ -118,9 +118,4 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def _shown(value: bytes) -> bytes:
     """A value for a human: its text, or a base64 rendering if it is not UTF-8."""
-    try:
-        value.decode("utf-8")
-        return value
-    except UnicodeDecodeError:
-        (b64,), _ = encode_values([value])
-        return f"(binary, {len(value)} bytes, base64) {b64}".encode()
+    return shown_value(value)

@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from ringkv import __version__
-from ringkv.cli import cluster, demo, exits, keyspace, kv, serve
+from ringkv.cli import cluster, demo, dump, exits, feeds, keyspace, kv, repair, serve
 from ringkv.cli.target import add_target_options
 from ringkv.errors import RingKVError
 
@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     kv.register(sub, [data])
     keyspace.register(sub, [data])
+    feeds.register(sub, [data])
+    dump.register(sub)
     cluster.register(sub)
+    repair.register(sub)
     return parser
 
 

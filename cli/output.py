@@ -32,6 +32,11 @@ __all__ = [
     "write_value",
     "keyspace_table",
     "stdout_console",
+    "stderr_console",
+    "shown_value",
+    "preview",
+    "human_bytes",
+    "human_seconds",
 ]
 
 
@@ -91,6 +96,55 @@ def stdout_console() -> Console:
     if not console.is_terminal:
         console.width = max(console.width, PIPE_WIDTH)
     return console
+
+
+def stderr_console() -> Console:
+    """A rich console on stderr, for progress displays that must not mix with data on stdout."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def shown_value(value: bytes) -> bytes:
+    """A value for a human: its text, or a base64 rendering if it is not UTF-8."""
+    try:
+        value.decode("utf-8")
+        return value
+    except UnicodeDecodeError:
+        (b64,), _ = encode_values([value])
+        return f"(binary, {len(value)} bytes, base64) {b64}".encode()
+
+
+def preview(value: bytes, width: int = 60) -> str:
+    """A one-line preview of a value for a table cell: its text, cut to ``width``."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"(binary, {len(value)} bytes)"
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def human_bytes(n: float | int | None) -> str:
+    """``1.5 MB`` style (powers of 1024)."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1024 or unit == "GB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover - the loop returns
+
+
+def human_seconds(s: float | int | None) -> str:
+    """``4s``, ``2m05s``, ``1h02m``; ``-`` when unknown."""
+    if s is None or s != s or s < 0:
+        return "-"
+    s = int(round(s))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def keyspace_table(infos: Iterable[KeyspaceInfo], title: str | None = None) -> Table:

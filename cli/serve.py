@@ -1,4 +1,4 @@
-"""``ringkv serve``: run one cluster node in the foreground.
+"""``ringkv serve`` (and ``join``, ``replace``): run one cluster node in the foreground.
 
 The node runs on this process's asyncio loop until SIGINT or SIGTERM (a
 clean stop, exit 0) or until it leaves the cluster (``ringkv leave``). The
@@ -25,21 +25,54 @@ __all__ = ["register", "serve"]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+def _node_options(p: argparse.ArgumentParser, *, seed_required: bool = False, replace: bool = True) -> None:
+    p.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS, help=f"the node's data directory, created if missing (env {ENV_DATA_DIR})")
+    p.add_argument("--listen", metavar="ADDR", default="tcp://127.0.0.1:7100", help="ZeroMQ endpoint to listen on; port 0 picks a free one (default: %(default)s)")
+    p.add_argument(
+        "--seed", metavar="ADDR", action="append", default=[], required=seed_required,
+        help="address of a member to join through (repeatable)" + (" (required)" if seed_required else ""),
+    )
+    p.add_argument("--node-id", metavar="ID", help="fixed node id (default: made once and kept in the data directory)")
+    p.add_argument("--vnodes", type=int, metavar="N", default=128, help="ring tokens for a new node (default: %(default)s)")
+    p.add_argument("--join-wait", type=float, metavar="SECONDS", default=10.0, help="how long a new node tries to reach its seeds before giving up (default: %(default)g)")
+    if replace:
+        p.add_argument("--replace", metavar="NODE_ID", help="take over a dead member: its tokens, and its data streamed from the surviving replicas")
+    p.add_argument("--stream-mb-per-s", type=float, metavar="MB", help="cap on the bandwidth of range streaming (join, leave, replace, re-replication)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="stderr log level (default: %(default)s)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
         help="run a cluster node in the foreground",
-        description=__doc__.splitlines()[0].strip("`: ") + ". Stop it with Ctrl-C or SIGTERM.",
+        description="Run one cluster node in the foreground. Stop it with Ctrl-C or SIGTERM.",
     )
-    p.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS, help=f"the node's data directory, created if missing (env {ENV_DATA_DIR})")
-    p.add_argument("--listen", metavar="ADDR", default="tcp://127.0.0.1:7100", help="ZeroMQ endpoint to listen on; port 0 picks a free one (default: %(default)s)")
-    p.add_argument("--seed", metavar="ADDR", action="append", default=[], help="address of a member to join through (repeatable)")
-    p.add_argument("--node-id", metavar="ID", help="fixed node id (default: made once and kept in the data directory)")
-    p.add_argument("--vnodes", type=int, metavar="N", default=128, help="ring tokens for a new node (default: %(default)s)")
-    p.add_argument("--join-wait", type=float, metavar="SECONDS", default=10.0, help="how long a new node tries to reach its seeds before giving up (default: %(default)g)")
-    p.add_argument("--replace", metavar="NODE_ID", help="take over a dead member: its tokens, and its data streamed from the surviving replicas")
-    p.add_argument("--stream-mb-per-s", type=float, metavar="MB", help="cap on the bandwidth of range streaming (join, leave, replace, re-replication)")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="stderr log level (default: %(default)s)")
+    _node_options(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "join",
+        help="run a new node that joins a cluster (serve with --seed)",
+        description=(
+            "Run a node in the foreground that joins the cluster through --seed: with an empty data directory it is a "
+            "pending owner while it streams its ranges from the current owners, then it goes up (see `ringkv status`). "
+            "The same as `ringkv serve --seed ADDR`; on a directory that already holds a member it simply restarts it."
+        ),
+    )
+    _node_options(p, seed_required=True, replace=False)
+    p.set_defaults(func=cmd_serve, replace=None)
+
+    p = sub.add_parser(
+        "replace",
+        help="run a new node that takes over a dead member (serve --replace)",
+        description=(
+            "Run a node in the foreground that takes over member NODE_ID, which must be down: the new node gets its "
+            "tokens, marks it removed and pulls its data from the surviving replicas. "
+            "The same as `ringkv serve --replace NODE_ID --seed ADDR`."
+        ),
+    )
+    p.add_argument("replace", metavar="NODE_ID", help="the dead member to take over")
+    _node_options(p, seed_required=True, replace=False)
     p.set_defaults(func=cmd_serve)
 
 

@@ -16,7 +16,7 @@ import ringkv
 from ringkv.api import DatabaseAPI
 from ringkv.cli.exits import CommandError, UsageError
 
-__all__ = ["ENV_CONNECT", "ENV_DATA_DIR", "DEFAULT_TIMEOUT", "add_target_options", "cluster_addrs", "open_target", "timeout_of"]
+__all__ = ["ENV_CONNECT", "ENV_DATA_DIR", "DEFAULT_TIMEOUT", "add_target_options", "cluster_addrs", "open_target", "target_kind", "timeout_of"]
 
 ENV_DATA_DIR = "RINGKV_DATA_DIR"
 ENV_CONNECT = "RINGKV_CONNECT"
@@ -24,12 +24,15 @@ ENV_CONNECT = "RINGKV_CONNECT"
 DEFAULT_TIMEOUT = 5.0
 
 
-def add_target_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
-    """Add ``--data-dir`` / ``--connect`` to ``parser``.
+def add_target_options(parser: argparse.ArgumentParser, *, top: bool = False, timeout: bool = True) -> None:
+    """Add ``--data-dir`` / ``--connect`` (and ``--timeout``) to ``parser``.
 
     They are accepted both before the subcommand (``top=True``, the top-level
     parser) and after it. Subcommand copies default to SUPPRESS so they do not
-    overwrite a value given before the subcommand.
+    overwrite a value given before the subcommand. ``timeout=False`` leaves
+    ``--timeout`` out, for a command that gives it a meaning of its own
+    (``feed follow``); the per-call deadline is then the one given before the
+    command.
     """
     default = None if top else argparse.SUPPRESS
     group = parser.add_argument_group("target (one of)")
@@ -45,6 +48,8 @@ def add_target_options(parser: argparse.ArgumentParser, *, top: bool = False) ->
         default=default,
         help=f"address of a cluster node, e.g. tcp://127.0.0.1:7100; a comma-separated list is allowed (env {ENV_CONNECT})",
     )
+    if not timeout:
+        return
     cluster = parser.add_argument_group("cluster")
     cluster.add_argument(
         "--timeout",
@@ -99,6 +104,11 @@ def _choose(args: argparse.Namespace) -> tuple[str, str]:
     if env_connect:
         return "connect", env_connect
     raise UsageError(f"no database given: pass --data-dir DIR (or set {ENV_DATA_DIR}), or --connect ADDR (or set {ENV_CONNECT})")
+
+
+def target_kind(args: argparse.Namespace) -> str:
+    """``"data_dir"`` or ``"connect"``: which kind of database the arguments name."""
+    return _choose(args)[0]
 
 
 def open_target(args: argparse.Namespace, *, create: bool = True) -> DatabaseAPI:

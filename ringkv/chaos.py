@@ -56,6 +56,7 @@ __all__ = [
     "sim_scenario",
     "process_scenario",
     "seeds_from_env",
+    "SEQUENTIAL",
 ]
 
 #: Fault kinds and the nemesis actions each one draws from.
@@ -73,7 +74,12 @@ KINDS: dict[str, tuple[str, ...]] = {
     "classic": ("split", "heal", "crash", "restart", "loss"),
     "mixed": ("split", "bridge", "isolate", "heal", "loss", "duplicate", "reorder", "crash", "restart"),
     "process-mixed": ("split", "bridge", "isolate", "heal", "slow", "loss", "crash", "restart", "pause", "resume"),
+    # every fault once, in this order (the short real-process test)
+    "tour": ("crash", "restart", "pause", "resume", "split", "heal", "bridge", "heal", "isolate", "heal",
+             "slow", "heal", "loss", "heal", "crash", "pause", "resume", "restart"),
 }
+#: Kinds whose actions are taken in order, not drawn at random.
+SEQUENTIAL = frozenset({"tour"})
 SIM_KINDS = ("partition", "bridge", "isolate", "drop", "duplicate", "reorder", "crash", "mixed")
 PROCESS_KINDS = ("crash", "pause", "partition", "bridge", "slow", "process-mixed")
 #: At most this many nodes down or paused at once (N=3 keys keep a quorum somewhere).
@@ -405,11 +411,14 @@ async def nemesis(f, kind: str, rng: random.Random, stop_at: float, log: list, i
     """Draw actions of ``kind`` at random intervals until ``stop_at``; log what was done."""
     loop = asyncio.get_running_loop()
     actions = KINDS[kind]
+    step = 0
     while True:
         await asyncio.sleep(rng.uniform(*interval))  # the schedule's pace, not a wait for a condition
         if loop.time() >= stop_at:
             return
-        done = await apply_action(f, rng.choice(actions), rng)
+        action = actions[step % len(actions)] if kind in SEQUENTIAL else rng.choice(actions)
+        step += 1
+        done = await apply_action(f, action, rng)
         if done:
             log.append((round(loop.time() - stop_at, 2), done))
 
@@ -598,6 +607,7 @@ class Outcome:
     replay: str
     wall: float = 0.0
     history: Optional[History] = None
+    feed_log: Optional[FeedLog] = None
 
     @property
     def converged(self) -> bool:
@@ -640,6 +650,21 @@ class Outcome:
         hits = [op for op in hist.ops if op.key == key and (op.value == value or value in op.seen or value in op.maybe_seen)]
         return "\n".join(f"    {op.kind} {op.value!r} by client {op.client}: {op.outcome} {op.error} seen={sorted(op.seen)}" for op in hits[:8])
 
+    def _feed_entry(self, item) -> str:
+        """The operations on a feed entry and every replica's record of it."""
+        if isinstance(item, dict):
+            feed, eid = item["feed"], item["entry_id"]
+        else:
+            feed, eid = item[0], item[1] if isinstance(item[1], str) else None
+        out = []
+        if self.feed_log is not None and eid is not None:
+            out += [f"    {op['kind']} {op['payload']!r} by client {op['client']}: {op['outcome']} {op['error']}"
+                    for op in self.feed_log.ops if op["entry_id"] == eid]
+        for node, entries in (self.final.feeds.get(feed) or {}).items():
+            raw = dict(entries).get(eid)
+            out.append(f"    {self.final.names.get(node, node)}: {decode_record(raw) if raw is not None else None!r}")
+        return "\n".join(out)
+
     def report(self) -> str:
         """What went wrong, minimal: the operations, every replica's version, how to replay."""
         if self.ok:
@@ -659,6 +684,7 @@ class Outcome:
         for what in ("lost", "resurrected", "duplicated", "phantom"):
             for item in self.feed[what][:3]:
                 lines.append(f"  feed {what}: {item}")
+                lines.append(self._feed_entry(item))
         lines += [f"  {e}" for e in self.final.errors[:5]]
         lines += [f"  note: {n}" for n in self.notes[:5]]
         lines.append(f"  nemesis (s before the end): {self.nemesis[-12:]}")
@@ -675,7 +701,7 @@ def judge(scenario: str, mode: str, seed: int, seconds: float, rec: Recorder, fi
     for feed, per_node in final.feeds.items():
         entries = next(iter(per_node.values()), [])
         views[feed] = [(eid, (lambda r: None if r.is_deleted else r.values[0])(decode_record(raw))) for eid, raw in entries]
-    return Outcome(scenario, mode, seed, seconds, verdict, rec.feeds.check(views), final, log, notes, replay, wall, rec.history)
+    return Outcome(scenario, mode, seed, seconds, verdict, rec.feeds.check(views), final, log, notes, replay, wall, rec.history, rec.feeds)
 
 
 async def _run_workload(clients: list, feed_clients: list, wl: Workload, rec: Recorder, rng: random.Random, stop_at: float, extra=()) -> None:
@@ -730,7 +756,8 @@ def run_sim(root: str, seed: int, kind: str = "mixed", seconds: float = 20.0, wl
 
 
 async def process_scenario(cluster, kind: str, seed: int, seconds: float = 20.0, wl: Optional[Workload] = None,
-                           *, repair_mode: Optional[str] = None, settle_timeout: float = 30.0) -> Outcome:
+                           *, repair_mode: Optional[str] = None, settle_timeout: float = 30.0,
+                           interval: tuple[float, float] = (0.5, 2.5)) -> Outcome:
     """One seeded fault schedule against a running :class:`~ringkv.faults.ProcessCluster`.
 
     Leaves every node running, healed and converged, so several scenarios
@@ -748,11 +775,14 @@ async def process_scenario(cluster, kind: str, seed: int, seconds: float = 20.0,
         if not f.supports("partition" if fault == "split" else fault):
             notes.append(f"schedule step {fault!r} skipped: no network here can inject it")
     addrs = cluster.addrs
-    clients = [await connect_async(addrs, timeout=wl.timeout) for _ in range(wl.kv_clients + wl.feed_clients)]
     checker = await connect_async(addrs, timeout=10.0)
+    clients: list = []
     try:
+        if not await wait_membership(checker, addrs, settle_timeout):
+            notes.append("membership had not converged before the run")
+        clients = [await connect_async(addrs, timeout=wl.timeout) for _ in range(wl.kv_clients + wl.feed_clients)]
         stop_at = loop.time() + seconds
-        nem = nemesis(f, kind, random.Random(rng.random()), stop_at, log)
+        nem = nemesis(f, kind, random.Random(rng.random()), stop_at, log, interval)
         await _run_workload(clients[: wl.kv_clients], clients[wl.kv_clients:], wl, rec, rng, stop_at, (nem,))
         names = {n.node_id: f"n{n.index}" for n in cluster.nodes}
         final = await settle(f, checker, wl, addrs, notes, mode=repair_mode, timeout=settle_timeout, names=names)

@@ -213,7 +213,7 @@ class Elastic:
                     log.info("handoff of a range to its owners failed (%s); will retry", exc)
                     complete = False
                     continue
-                self._drop(table, lo, hi)
+                await self._drop(table, lo, hi)
                 dropped += 1
         self.streamer.clear()
         if complete:
@@ -226,16 +226,17 @@ class Elastic:
         entries, _, _ = self.streamer.read_chunk(table, lo, hi, None, 1)
         return bool(entries)
 
-    def _drop(self, table: Table, lo: int, hi: int) -> None:
+    async def _drop(self, table: Table, lo: int, hi: int) -> None:
         storage = self.s.storage
         if not storage.has_cf(table.cf):  # type: ignore[union-attr]
             return
-        forget = getattr(self.s.repair, "forget_range", None)
-        if forget is not None:
-            forget(table.cf, lo, hi)
         if table.feed:
             self._drop_feed_lengths(table, lo, hi)
-        storage.delete_hash_range(table.cf, lo, hi)  # type: ignore[union-attr]
+        repair = self.s.repair
+        if repair is not None:
+            await repair.drop_range(table.cf, lo, hi)  # chunked, keeps the hash trees right
+        else:
+            storage.delete_hash_range(table.cf, lo, hi)  # type: ignore[union-attr]
 
     def _drop_feed_lengths(self, table: Table, lo: int, hi: int) -> None:
         """Feeds whose entries leave this node no longer count here."""

@@ -223,7 +223,7 @@ def decode(frame: bytes, max_size: int = DEFAULT_MAX_SIZE) -> list[Envelope]:
             ext_hook=_refuse_ext,
         )
     except Exception as exc:  # msgpack raises ValueError subclasses, TypeError, UnicodeDecodeError...
-        _fail(f"undecodable frame: {type(exc).__name__}: {exc}"[:200], None)
+        _fail(f"undecodable frame: {type(exc).__name__}: {exc}"[:200], _lenient_items(frame))
     if type(obj) is not list or len(obj) != 2:
         _fail("frame is not [version, envelopes]", None)
     version, items = obj
@@ -252,6 +252,26 @@ def decode(frame: bytes, max_size: int = DEFAULT_MAX_SIZE) -> list[Envelope]:
             _fail("error body is not [message, details]", items)
         out.append(Envelope(kind, rid, type_, budget, body))
     return out
+
+
+def _lenient_items(frame: bytes) -> list | None:
+    """The envelopes of a frame refused only for a map key that is not a string.
+
+    The frame stays refused; reading it once more with any map keys allowed
+    recovers its request ids, so those requests get an error back instead
+    of a silent timeout. Same size limits; anything else still fails.
+    """
+    n = len(frame)
+    try:
+        obj = msgpack.unpackb(
+            frame, raw=False, use_list=True, strict_map_key=False, max_str_len=n, max_bin_len=n,
+            max_array_len=n, max_map_len=n // 2, max_ext_len=0, ext_hook=_refuse_ext,
+        )
+    except Exception:
+        return None
+    if type(obj) is list and len(obj) == 2 and type(obj[0]) is int and obj[0] == PROTO_VERSION and type(obj[1]) is list:
+        return obj[1]
+    return None
 
 
 def _fail(reason: str, items: list | None) -> NoReturn:

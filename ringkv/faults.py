@@ -146,9 +146,9 @@ class Injector:
 
     # -- rules -----------------------------------------------------------
 
-    def refresh(self, now: float) -> None:
-        """Re-read the rules file if it changed (checked at most every CHECK_EVERY s)."""
-        if now < self._next_check:
+    def refresh(self, now: float, force: bool = False) -> None:
+        """Re-read the rules file if it changed (checked at most every CHECK_EVERY s unless ``force``)."""
+        if now < self._next_check and not force:
             return
         self._next_check = now + CHECK_EVERY
         try:
@@ -506,6 +506,7 @@ class NodeProc:
         self.prefix = prefix or []
         self.proc: Optional[asyncio.subprocess.Process] = None
         self.state = DEAD
+        self.killed = False
 
     def log_tail(self, n: int = 20) -> str:
         try:
@@ -586,7 +587,7 @@ class ProcessCluster:
             node.proc = await asyncio.create_subprocess_exec(
                 *argv, stdout=subprocess.PIPE, stderr=logf, stdin=subprocess.DEVNULL, env=self._env(), start_new_session=True,
             )
-        node.state = RUNNING
+        node.state, node.killed = RUNNING, False
         try:
             line = await asyncio.wait_for(node.proc.stdout.readline(), self.start_timeout)  # type: ignore[union-attr]
         except asyncio.TimeoutError:
@@ -646,7 +647,8 @@ class ProcessCluster:
     @staticmethod
     def _kill(node: NodeProc) -> None:
         proc = node.proc
-        if proc is not None and proc.returncode is None:
+        if proc is not None and proc.returncode is None and not node.killed:
+            node.killed = True  # once: after reaping, the pid may belong to someone else
             try:
                 os.kill(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -654,18 +656,27 @@ class ProcessCluster:
         node.state = DEAD
 
     def close(self) -> None:
-        """SIGKILL every process and reap it; undo the network (sync, idempotent)."""
+        """SIGKILL every process and undo the network (sync, idempotent).
+
+        asyncio's child watcher reaps the processes; :meth:`aclose` also
+        waits for that.
+        """
         for node in self.nodes:
-            proc = node.proc
             self._kill(node)
-            if proc is not None and proc.returncode is None:
-                try:
-                    os.waitpid(proc.pid, 0)
-                except ChildProcessError:
-                    pass
         for net in (self.rules, self.netns):
             if net is not None:
                 net.close()
+
+    async def aclose(self) -> None:
+        for node in self.nodes:
+            self._kill(node)
+        for node in self.nodes:
+            if node.proc is not None and node.proc.returncode is None:
+                try:
+                    await asyncio.wait_for(node.proc.wait(), 10)
+                except asyncio.TimeoutError:
+                    pass
+        self.close()
 
     async def __aenter__(self) -> "ProcessCluster":
         try:
@@ -675,8 +686,4 @@ class ProcessCluster:
             raise
 
     async def __aexit__(self, *exc: object) -> None:
-        for node in self.nodes:
-            self._kill(node)
-            if node.proc is not None and node.proc.returncode is None:
-                await node.proc.wait()
-        self.close()
+        await self.aclose()

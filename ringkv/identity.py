@@ -1,15 +1,17 @@
 """Who a data directory belongs to: node id, epoch, actor.
 
-The node id is made once and kept. The *epoch* grows each time the directory
-is opened after an unclean shutdown (crash, ``kill -9``): writes coordinated
-after such a restart use a new actor id (``node_id.epoch``), so a replica
-that lost unsynced writes can never hand out a dot it had already used — the
-fix for Riak's kv679 lost-update bug.
+The node id is made once and kept. The *epoch* starts at the creation time of
+the directory and grows each time the directory is opened after an unclean
+shutdown (crash, ``kill -9``): writes coordinated after such a restart (or
+from a wiped directory reusing the node id) use a new actor id
+(``node_id.epoch``), so a replica that lost unsynced writes can never hand
+out a dot it had already used — the fix for Riak's kv679 lost-update bug.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 
 from ringkv.errors import BadRequest
@@ -33,7 +35,17 @@ class Identity:
 
     @property
     def actor(self) -> str:
-        return f"{self.node_id}.{self.epoch}"
+        return f"{self.node_id}.{_base36(self.epoch)}"
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
 
 
 def open_identity(storage: Storage, node_id: str | None = None) -> Identity:
@@ -48,9 +60,15 @@ def open_identity(storage: Storage, node_id: str | None = None) -> Identity:
         node_id = node_id or new_node_id()
         storage.meta_put(_NODE_ID, node_id.encode())
     raw_epoch = storage.meta_get(_EPOCH)
-    epoch = int(raw_epoch) if raw_epoch else 0
-    if raw_epoch is None or storage.meta_get(_CLEAN) != b"1":
-        epoch += 1
+    if raw_epoch is None:
+        # A fresh directory starts from the clock, not from 1: a node whose disk
+        # was wiped and that comes back under its old id must not reuse an actor
+        # whose dots other replicas still hold (they would cover the new writes).
+        epoch = int(time.time() * 1000)
+    else:
+        epoch = int(raw_epoch)
+        if storage.meta_get(_CLEAN) != b"1":
+            epoch += 1
     storage.meta_put(_EPOCH, str(epoch).encode())
     storage.meta_put(_CLEAN, b"0")
     return Identity(node_id, epoch)

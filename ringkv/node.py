@@ -40,7 +40,7 @@ class Node:
             raise WrongType(f"data_dir must be a path, not {type(data_dir).__name__}")
         if isinstance(seeds, str):
             seeds = [seeds]
-        node_keys = {"join_wait", "hint_interval", "request_timeout", "max_message_size", "replace", "cleanup_interval"}
+        node_keys = {"join_wait", "hint_interval", "request_timeout", "max_message_size", "replace", "cleanup_interval", "repair"}
         node_opts = {k: options.pop(k) for k in list(options) if k in node_keys}
         if "stream_mb_per_s" in options:
             node_opts["stream"] = StreamConfig(mb_per_s=options.pop("stream_mb_per_s"))

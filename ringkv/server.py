@@ -210,6 +210,15 @@ class NodeServer:
         self.transport = self._make_transport(cfg.listen, self._handle)
         await self.transport.start()
         self.address = self.transport.address or cfg.listen
+        if not tokens and cfg.seeds and not cfg.replace:
+            # Asked before we gossip: once our fresh (token-less) state spreads,
+            # nobody remembers our old place any more.
+            remembered = await self._remembered_tokens()
+            if remembered:
+                log.info("the cluster remembers node %s: rejoining with its tokens and streaming its data", self.node_id)
+                tokens, phase = remembered, "joining"
+                storage.meta_put(_TOKENS, msgpack.packb(tokens))
+                storage.meta_put(_PHASE, b"joining")
         replica = LocalReplica(storage, ident.actor)
         self.hints = HintStore(storage)
         self.catalog = Catalog(self)
@@ -241,7 +250,7 @@ class NodeServer:
             self.elastic.spawn(self.elastic.join())
         elif phase == "leaving":
             self.elastic.spawn(self.elastic.leave())
-        log.info("node %s listening on %s (epoch %d, incarnation %d)", self.node_id, self.address, ident.epoch, incarnation)
+        log.info("node %s listening on %s (actor %s, incarnation %d)", self.node_id, self.address, ident.actor, incarnation)
 
     async def _choose_tokens(self) -> None:
         """A new node learns the ring from its seeds, then takes balanced tokens."""
@@ -258,12 +267,8 @@ class NodeServer:
             settle = loop.time() + 2 * cfg.gossip.sync_interval
             while loop.time() < settle:
                 await asyncio.sleep(0.05)
-        remembered = await self._remembered_tokens()
         if cfg.replace:
             tokens = await self._take_over(cfg.replace)
-        elif remembered:
-            # our data directory was lost but the cluster remembers us: keep our place on the ring
-            tokens = remembered
         else:
             tokens = allocate_tokens(self._ring_members((UP, LEAVING, JOINING)), cfg.vnodes, self._rng)  # joiners too: concurrent joins stay balanced
         if not self._ring_members():
