@@ -19,7 +19,7 @@ from rich.table import Table
 import ringkv
 from ringkv.cli import exits
 from ringkv.cli.output import human_bytes, print_json, stdout_console
-from ringkv.cli.transfers import TransferWatch, leave_span, progress_display, remove_span, transfers_table
+from ringkv.cli.transfers import TransferWatch, leave_plan, progress_display, remove_plan, transfers_table
 from ringkv.cli.target import add_target_options, cluster_addrs, timeout_of
 from ringkv.errors import BadRequest, NotFound, RingKVError, Timeout, Unavailable
 from ringkv.node_messages import ClusterView, Leave, RemoveMember
@@ -225,7 +225,10 @@ def cmd_remove(args: argparse.Namespace) -> int:
         watch = None
         if not args.no_wait:
             view = await client.call(ClusterView(), addr=addr)
-            watch = TransferWatch(remove_span(_view_members(view), status["keyspaces"], args.node_id, live))
+            plan = remove_plan(_view_members(view), status["keyspaces"], args.node_id, live)
+            counts = [m["keys"] for m in status["members"] if m["node_id"] in live and m["keys"] is not None]
+            # the removed member held about what a live one holds; it is down, so it cannot say
+            watch = TransferWatch(plan.span, plan.share * sum(counts) / len(counts) if counts else 0.0)
             for node_id, a in live.items():
                 st = status if a == addr else await _transfers_of(client, a)
                 if st is not None:
@@ -290,8 +293,7 @@ async def _watch_rereplication(client: ringkv.AsyncClient, removed: str, live: d
                 sees_removed = any(m["node_id"] == removed and m["status"] == "removed" for m in st["members"])
                 if not sees_removed or st["elastic"]["state"] != "idle":
                     done = False
-            totals = watch.totals()
-            progress.update(task, completed=totals["fraction"] if not done else 1.0, detail=watch.detail())
+            progress.update(task, completed=1.0 if done else watch.totals()["fraction"], detail=watch.detail(finished=done))
             settled = settled + 1 if done else 0
             if settled >= 2:  # twice in a row: a member that just learnt the removal has started pulling
                 return [n for n, k in misses.items() if k >= MISSES]
@@ -309,7 +311,9 @@ def cmd_leave(args: argparse.Namespace) -> int:
         watch = None
         if not args.no_wait:
             view = await client.call(ClusterView(), addr=addr)
-            watch = TransferWatch(leave_span(_view_members(view), status["keyspaces"], node_id))
+            plan = leave_plan(_view_members(view), status["keyspaces"], node_id)
+            keys = next((m["keys"] for m in status["members"] if m["node_id"] == node_id), None) or 0
+            watch = TransferWatch(plan.span, plan.share * keys)
             watch.baseline(node_id, status["elastic"]["transfers"])
         await client.call(Leave(), addr=addr)
         if watch is None:
@@ -359,7 +363,7 @@ async def _watch_leave(client: ringkv.AsyncClient, addr: str, node_id: str, othe
             watch.update(node_id, st["elastic"]["transfers"])
             me = next((m for m in st["members"] if m["node_id"] == node_id), {})
             left = st["elastic"]["state"] == "left" or me.get("status") == "left"
-            progress.update(task, completed=1.0 if left else watch.totals()["fraction"], detail=watch.detail())
+            progress.update(task, completed=1.0 if left else watch.totals()["fraction"], detail=watch.detail(finished=left))
             if left:
                 return
             await asyncio.sleep(POLL)  # polling interval of the progress display

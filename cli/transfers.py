@@ -7,25 +7,28 @@ of the range), how many keys and bytes it moved, its rate and ETA.
 :class:`TransferWatch` follows the transfers of one membership change on
 one or more nodes: it remembers what each node listed before the change
 (finished transfers stay listed for a while), so only the change's own
-transfers count. Its total is the ring span the change must move, computed
-from the ring before and after (:func:`leave_span`, :func:`remove_span`),
-because a node lists a transfer only once it starts.
+transfers count. Its progress is the keys moved against the keys expected
+to move (the node's key count scaled by the share of its ranges that
+moves, from the ring before and after: :func:`leave_plan`,
+:func:`remove_plan`); without a key count, the ring span moved against the
+span to move (a node lists a transfer only once it starts).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, NamedTuple, Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from ringkv.cli.output import human_bytes, human_seconds
+from ringkv.hashing import RING_SIZE
 from ringkv.ring import Ring
 from ringkv.ring.handoff import gains, losses
 
-__all__ = ["TransferWatch", "leave_span", "remove_span", "transfers_table", "progress_display"]
+__all__ = ["Plan", "TransferWatch", "leave_plan", "remove_plan", "transfers_table", "progress_display"]
 
 #: Member statuses whose tokens serve reads now / once pending changes complete.
 _NOW = ("up", "leaving")
@@ -54,28 +57,47 @@ def _tables(keyspaces: Iterable[dict]) -> list[int]:
     return [ks["n"] for ks in keyspaces for _ in range(2)]
 
 
-def leave_span(members: list[list], keyspaces: list[dict], node_id: str) -> int:
-    """Ring span ``node_id`` pushes when it leaves (one count per target)."""
+class Plan(NamedTuple):
+    """What a change moves: ``span`` of the ring (summed over tables and targets), and
+    ``share``, that span over the span the node concerned holds (to scale its key count)."""
+
+    span: int
+    share: float
+
+
+def _plan(moved: int, held: float) -> Plan:
+    return Plan(moved, moved / held if held > 0 else 0.0)
+
+
+def leave_plan(members: list[list], keyspaces: list[dict], node_id: str) -> Plan:
+    """What ``node_id`` pushes when it leaves (one count per target)."""
     now, future = _ring(members, _NOW), _ring(members, _FUTURE, without=node_id)
     if node_id not in now or not len(future):
-        return 0
-    return sum(m.size * len(m.peers) for n in _tables(keyspaces) for m in losses(node_id, now, future, n))
+        return Plan(0, 0.0)
+    tables = _tables(keyspaces)
+    moved = sum(m.size * len(m.peers) for n in tables for m in losses(node_id, now, future, n))
+    held = sum(now.ownership(min(n, len(now))).get(node_id, 0.0) * RING_SIZE for n in tables)
+    return _plan(moved, held)
 
 
-def remove_span(members: list[list], keyspaces: list[dict], removed: str, pullers: Iterable[str]) -> int:
-    """Ring span the ``pullers`` copy from survivors once ``removed`` is removed."""
+def remove_plan(members: list[list], keyspaces: list[dict], removed: str, pullers: Iterable[str]) -> Plan:
+    """What the ``pullers`` copy from survivors once ``removed`` is removed."""
     before = _ring(members, _NOW)
     after = _ring(members, _NOW, without=removed)
     if removed not in before or not len(after):
-        return 0
-    return sum(m.size for node in pullers for n in _tables(keyspaces) for m in gains(node, before, after, n))
+        return Plan(0, 0.0)
+    tables = _tables(keyspaces)
+    moved = sum(m.size for node in pullers for n in tables for m in gains(node, before, after, n))
+    held = sum(before.ownership(min(n, len(before))).get(removed, 0.0) * RING_SIZE for n in tables)
+    return _plan(moved, held)
 
 
 class TransferWatch:
     """The transfers of one change on a set of nodes, and its overall progress."""
 
-    def __init__(self, expected_span: int = 0) -> None:
+    def __init__(self, expected_span: int = 0, expected_keys: float = 0.0) -> None:
         self.expected = expected_span
+        self.expected_keys = expected_keys
         self.started = time.monotonic()
         self._before: dict[str, dict[tuple, tuple]] = {}
         self._seen: dict[str, set[tuple]] = {}
@@ -109,24 +131,31 @@ class TransferWatch:
         moved = sum(_span(t) * (1.0 if t["done"] else t["fraction"]) for t in ts)
         total = max(self.expected, span)
         elapsed = time.monotonic() - self.started
-        fraction = moved / total if total else (1.0 if ts and all(t["done"] for t in ts) else 0.0)
-        fraction = min(1.0, fraction)
+        keys = sum(t["keys"] for t in ts)
+        if self.expected_keys >= 1:
+            # Keys moved against keys expected: the ring span alone says little,
+            # as ranges of empty tables complete at once and full ones take long.
+            fraction = keys / self.expected_keys
+        else:
+            fraction = moved / total if total else 0.0
+        fraction = min(0.99, fraction)  # 100% is for the caller to say, once the change is over
         nbytes = sum(t["bytes"] - t["resumed_from_bytes"] for t in ts)
         return {
             "transfers": len(ts),
             "running": sum(1 for t in ts if not t["done"]),
-            "keys": sum(t["keys"] for t in ts),
+            "keys": keys,
             "bytes": sum(t["bytes"] for t in ts),
             "fraction": fraction,
             "rate_bytes_per_s": nbytes / elapsed if elapsed > 0 else 0.0,
-            "eta_s": elapsed * (1 - fraction) / fraction if 0 < fraction < 1 else (0.0 if fraction >= 1 else None),
+            "eta_s": elapsed * (1 - fraction) / fraction if fraction > 0 else None,
             "peers": sorted({t["peer"] for t in ts if t["peer"]}),
             "seconds": elapsed,
         }
 
-    def detail(self) -> str:
+    def detail(self, finished: bool = False) -> str:
         s = self.totals()
-        text = f"{s['keys']:,} keys · {human_bytes(s['bytes'])} · {human_bytes(s['rate_bytes_per_s'])}/s · ETA {human_seconds(s['eta_s'])}"
+        eta = "done" if finished else f"ETA {human_seconds(s['eta_s'])}"
+        text = f"{s['keys']:,} keys · {human_bytes(s['bytes'])} · {human_bytes(s['rate_bytes_per_s'])}/s · {eta}"
         errors = self.failed()
         if errors:
             text += f" · retrying: {errors[-1]['error'][:60]}"

@@ -169,6 +169,14 @@ class Cluster:
     def _extra(self) -> tuple[str, ...]:
         return ("--vnodes", str(self.vnodes))
 
+    def add(self, seed: int = 0) -> NodeProcess:
+        """Start one more node joining through node ``seed``; returns it once it listens."""
+        node = NodeProcess(f"n{len(self.nodes) + 1}", self.root / f"n{len(self.nodes) + 1}")
+        self.nodes.append(node)
+        node.launch([self.nodes[seed].addr], self._extra())
+        node.wait_listening()
+        return node
+
     def kill(self, i: int) -> NodeProcess:
         """``kill -9`` node ``i``."""
         node = self.nodes[i]
@@ -304,6 +312,25 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def cluster_factory(tmp_path) -> Iterator[Callable[..., Cluster]]:
+    """``cluster_factory(size, vnodes=...)`` -> a started cluster of its own, closed after the test."""
+    made: list[Cluster] = []
+
+    def make(size: int = 3, vnodes: int = 64) -> Cluster:
+        root = tmp_path / f"c{len(made)}"
+        root.mkdir()
+        c = Cluster(root, size=size, vnodes=vnodes)
+        made.append(c)
+        return c.start()
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.close()
 
 
 @pytest.fixture
