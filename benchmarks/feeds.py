@@ -40,7 +40,16 @@ from rich.console import Console
 from rich.table import Table
 
 import ringkv
-from ringkv.ycsb import APPEND, OPS, UPDATE, LocalCluster, drive_async, environment, single_op, wait_converged
+from ringkv.ycsb import (
+    APPEND,
+    OPS,
+    UPDATE,
+    LocalCluster,
+    drive_async,
+    environment,
+    single_op,
+    wait_converged,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_JSON = os.path.join(HERE, "results", "feeds.json")
@@ -124,9 +133,8 @@ async def cluster_part(args, cluster: LocalCluster, run_id: str) -> dict:
 
 def raw_scan(path: str, entries: int, value_size: int, feed_name: bytes, seed: int) -> tuple[float, list[float]]:
     """Entries/s of a raw rocksdict range scan over ``entries`` entries laid out like a feed's."""
-    from rocksdict import Options, Rdict
-
     from ringkv.quorum.tables import feed_prefix
+    from rocksdict import Options, Rdict
 
     rng = random.Random(seed)
     prefix = feed_prefix(feed_name)

@@ -36,7 +36,16 @@ from rich.console import Console
 from rich.table import Table
 
 import ringkv
-from ringkv.ycsb import OPS, UPDATE, LocalCluster, OpSequence, drive_async, environment, record_key, wait_converged
+from ringkv.ycsb import (
+    OPS,
+    UPDATE,
+    LocalCluster,
+    OpSequence,
+    drive_async,
+    environment,
+    record_key,
+    wait_converged,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_JSON = os.path.join(HERE, "results", "memory.json")

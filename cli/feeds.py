@@ -106,7 +106,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     )
     feed_args(p)
     p.add_argument("--after", metavar="ID", help="start after entry ID instead of at the current end")
-    p.add_argument("--timeout", dest="follow_for", type=_duration, metavar="SECONDS", help="stop after SECONDS (default: follow until Ctrl-C)")
+    p.add_argument("--timeout", dest="follow_for", type=_duration, metavar="SECONDS", help="stop after SECONDS (default: follow until Ctrl-C); a --timeout before `feed` is the deadline of each cluster call")
     p.add_argument("--poll", type=_duration, metavar="SECONDS", default=0.2, help="how often to look for new entries (default: %(default)g)")
     p.add_argument("--json", action="store_true", help="one JSON object per entry and line")
     p.set_defaults(func=cmd_follow)

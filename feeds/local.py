@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 from ringkv.feeds.api import AsyncFeedAPI, FeedAPI, Page
 from ringkv.feeds.ids import format_id, parse_id
 from ringkv.feeds.service import check_feed
-from ringkv.feeds.store import FeedStore
+from ringkv.feeds.store import FeedStore, entry_data
 from ringkv.keys import as_optional_count, as_value
 from ringkv.quorum.tables import FEEDS_SUFFIX, Table, feed_entry_key, resolve_table, split_feed_key
 
@@ -58,7 +58,7 @@ class EmbeddedFeed(FeedAPI, AsyncFeedAPI):
         if r is not None:
             as_optional_count(r, "r", table.info.n)
         rows = self._store.scan(table, self._feed, after, reverse, limit)
-        entries = [(split_feed_key(k)[1], rec.values[0]) for k, rec in rows if not rec.is_deleted]
+        entries = [(split_feed_key(k)[1], data) for k, rec in rows if (data := entry_data(rec)) is not None]
         cursor = split_feed_key(rows[-1][0])[1] if rows else after
         return entries, cursor, len(rows) >= limit
 
@@ -70,14 +70,14 @@ class EmbeddedFeed(FeedAPI, AsyncFeedAPI):
     def _get(self, entry_id: bytes, r: Optional[int]):
         table = self._table
         rec = self._db._replica.read(table.cf, table.skey(feed_entry_key(self._feed, entry_id)))
-        data = rec.values[0] if rec is not None and rec.values else None
+        data = entry_data(rec)
         return data, self._neighbour(entry_id, True), self._neighbour(entry_id, False)
 
     def remove(self, entry_id: str, *, w: Optional[int] = None) -> None:
         table = self._table
         key = feed_entry_key(self._feed, parse_id(entry_id))
         rec = self._db._replica.read(table.cf, table.skey(key))
-        if rec is not None and not rec.is_deleted:
+        if entry_data(rec) is not None:
             self._write(table, key, None, rec.clock)
 
     def length(self, *, r: Optional[int] = None) -> int:

@@ -36,7 +36,7 @@ from ringkv.feeds.messages import (
     FeedReplicaScan,
     FeedScan,
 )
-from ringkv.feeds.store import FeedStore
+from ringkv.feeds.store import FeedStore, entry_data
 from ringkv.keys import as_optional_count
 from ringkv.quorum.coordinator import Coordinator
 from ringkv.quorum.dvv import DVVSet, encode_context
@@ -136,8 +136,10 @@ class FeedService:
         table = self._table(msg.keyspace)
         key = feed_entry_key(check_feed(msg.feed), _check_id(msg.entry_id))
         rec = await self.c.read(table, key, None, deadline)
-        if rec.is_deleted and not rec.entries:
-            return  # never existed (or long purged): removing is idempotent
+        if rec.entries and entry_data(rec) is None:
+            return  # already removed: removing is idempotent
+        # Write the tombstone even if the read found nothing: the append may be
+        # held by fallbacks only (sloppy quorum); the tombstone wins when they meet.
         await self.c.put(KvPut(table.wire_name, key, None, encode_context(rec.clock), msg.w, None, "", True), deadline)
 
     # -- reads -------------------------------------------------------------
@@ -192,7 +194,7 @@ class FeedService:
         pages = {node: ([(k, decode_record(raw)) for k, raw in a.entries], a.full) for node, a in answers.items()}  # type: ignore[union-attr]
         merged, cut, more = merge_pages(list(pages.values()), msg.reverse)
         self._repair(table, merged, pages, cut, msg.reverse)
-        entries = [[split_feed_key(k)[1], rec.values[0]] for k, rec in merged if not rec.is_deleted]
+        entries = [[split_feed_key(k)[1], data] for k, rec in merged if (data := entry_data(rec)) is not None]
         return FeedPage(entries, split_feed_key(cut)[1] if cut is not None else after, more)
 
     def _repair(self, table: Table, merged, pages, cut, reverse: bool) -> None:
@@ -223,7 +225,7 @@ class FeedService:
         feed = check_feed(msg.feed)
         eid = _check_id(msg.entry_id)
         rec = await self.c.read(table, feed_entry_key(feed, eid), msg.r, deadline)
-        data = rec.values[0] if rec.values else None
+        data = entry_data(rec)
         prev_id = await self._neighbour(msg.keyspace, feed, eid, True, msg.r, deadline)
         next_id = await self._neighbour(msg.keyspace, feed, eid, False, msg.r, deadline)
         return FeedEntry(eid, data, prev_id, next_id)

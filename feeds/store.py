@@ -17,13 +17,32 @@ from ringkv.quorum.replica import Extra
 from ringkv.quorum.tables import ENTRY_ID_LEN, Table, feed_prefix, split_feed_key
 from ringkv.storage import META_CF, Storage
 
-__all__ = ["FeedStore"]
+__all__ = ["FeedStore", "entry_data"]
 
 _LEN = b"feedlen:"
 
 
+def entry_data(rec: Optional[DVVSet]) -> Optional[bytes]:
+    """A feed entry's data, or None if it was removed (or never stored here).
+
+    Entries are written once and only ever removed, so a feed is a
+    two-phase set: a tombstone wins over the value even when the remove did
+    not see the append (a sloppy-quorum append held by fallbacks while the
+    remove read the owners leaves both as concurrent siblings).
+    """
+    if rec is None:
+        return None
+    data = None
+    for e in rec.entries:
+        if e[3] is None:
+            return None
+        if data is None:
+            data = e[3]
+    return data
+
+
 def _live(rec: Optional[DVVSet]) -> bool:
-    return rec is not None and not rec.is_deleted
+    return entry_data(rec) is not None
 
 
 class FeedStore:

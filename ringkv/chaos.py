@@ -37,6 +37,7 @@ from ringkv.codec import decode_record
 from ringkv.errors import BadRequest, RingKVError
 from ringkv.feeds.ids import format_id
 from ringkv.feeds.messages import FeedReplicaScan
+from ringkv.feeds.store import entry_data
 from ringkv.history import FAILED, OK, UNKNOWN, History, Op, Verdict
 from ringkv.node_messages import ClusterView, NodeStats
 from ringkv.quorum.dvv import DVVSet
@@ -523,7 +524,7 @@ class Final:
     """Every replica's copy of every key and feed."""
 
     copies: dict = field(default_factory=dict)  # key -> {node_id: DVVSet | None}
-    feeds: dict = field(default_factory=dict)  # feed -> {node_id: [(entry id, raw record)]}
+    feeds: dict = field(default_factory=dict)  # feed -> {node_id: [(entry id, DVVSet)]}
     errors: list = field(default_factory=list)
     names: dict = field(default_factory=dict)  # node_id -> printable name
 
@@ -559,7 +560,7 @@ async def collect(client, wl: Workload, addrs: list[str], names: Optional[dict] 
             try:
                 while True:
                     page = await client.call(FeedReplicaScan(wl.keyspace, feed, after, False, 1000), addr=addr_of[node], timeout=3.0)
-                    rows = [(format_id(split_feed_key(k)[1]), raw) for k, raw in page.entries]  # type: ignore[attr-defined]
+                    rows = [(format_id(split_feed_key(k)[1]), decode_record(raw)) for k, raw in page.entries]  # type: ignore[attr-defined]
                     entries += rows
                     if not page.full or not rows:  # type: ignore[attr-defined]
                         break
@@ -661,8 +662,7 @@ class Outcome:
             out += [f"    {op['kind']} {op['payload']!r} by client {op['client']}: {op['outcome']} {op['error']}"
                     for op in self.feed_log.ops if op["entry_id"] == eid]
         for node, entries in (self.final.feeds.get(feed) or {}).items():
-            raw = dict(entries).get(eid)
-            out.append(f"    {self.final.names.get(node, node)}: {decode_record(raw) if raw is not None else None!r}")
+            out.append(f"    {self.final.names.get(node, node)}: {dict(entries).get(eid)!r}")
         return "\n".join(out)
 
     def report(self) -> str:
@@ -679,6 +679,15 @@ class Outcome:
             lines.append("  replicas:")
             lines.append(self._replicas(key))
         for key, copies in self.final.diverged()[:3]:
+            if key in self.final.feeds:
+                per_node = {node: dict(entries) for node, entries in copies.items()}
+                eids = sorted({e for d in per_node.values() for e in d})
+                odd = [e for e in eids if len({d.get(e) for d in per_node.values()}) > 1]
+                lines.append(f"  replicas differ for feed {key!r} on {len(odd)} of {len(eids)} entries, e.g.:")
+                for eid in odd[:3]:
+                    lines.append(f"   entry {eid}:")
+                    lines.append(self._feed_entry((key, eid, None)))
+                continue
             lines.append(f"  replicas differ for {key!r}:")
             lines.append(self._replicas(key))
         for what in ("lost", "resurrected", "duplicated", "phantom"):
@@ -700,7 +709,7 @@ def judge(scenario: str, mode: str, seed: int, seconds: float, rec: Recorder, fi
     views = {}
     for feed, per_node in final.feeds.items():
         entries = next(iter(per_node.values()), [])
-        views[feed] = [(eid, (lambda r: None if r.is_deleted else r.values[0])(decode_record(raw))) for eid, raw in entries]
+        views[feed] = [(eid, entry_data(rec)) for eid, rec in entries]
     return Outcome(scenario, mode, seed, seconds, verdict, rec.feeds.check(views), final, log, notes, replay, wall, rec.history, rec.feeds)
 
 

@@ -74,7 +74,7 @@ from ringkv.quorum.replica import LocalReplica
 from ringkv.repair import RepairConfig, install as install_repair
 from ringkv.catalog import Catalog
 from ringkv.elastic import Elastic
-from ringkv.status import local_stats, node_status
+from ringkv.status import member_liveness, local_stats, node_status
 from ringkv.ring.messages import StreamPull, StreamPush
 from ringkv.ring.streaming import StreamConfig
 from ringkv.ring import Ring, allocate_tokens
@@ -500,7 +500,7 @@ class NodeServer:
         gossip = self.gossip
         assert gossip is not None
         members = [
-            [m.node_id, m.addr, list(m.tokens), m.status, "alive" if m.node_id == self.node_id else (gossip.liveness(m.node_id) or "alive")]
+            [m.node_id, m.addr, list(m.tokens), m.status, member_liveness(self, m)]
             for m in gossip.members.values()
         ]
         return ClusterViewReply(self.node_id, members)

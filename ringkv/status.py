@@ -13,7 +13,7 @@ from ringkv.storage import keyspace_cf
 if TYPE_CHECKING:
     from ringkv.server import NodeServer
 
-__all__ = ["local_stats", "node_status"]
+__all__ = ["local_stats", "node_status", "member_liveness"]
 
 
 def local_stats(server: "NodeServer") -> dict:
@@ -22,6 +22,15 @@ def local_stats(server: "NodeServer") -> dict:
     assert storage is not None
     keys = sum(storage.approximate_keys(keyspace_cf(k.name)) for k in server.keyspaces() if storage.has_cf(keyspace_cf(k.name)))
     return {"keys": keys, "hints": server.hints.total()}
+
+
+def member_liveness(server: "NodeServer", m) -> str:
+    """Our opinion of a member; ``gone`` for one that left or was removed (nobody probes it)."""
+    if m.node_id == server.node_id:
+        return "alive"
+    if m.status in ("left", "removed"):
+        return "gone"
+    return server.gossip.liveness(m.node_id) or "alive"  # type: ignore[union-attr]
 
 
 async def node_status(server: "NodeServer") -> dict:
@@ -51,7 +60,7 @@ async def node_status(server: "NodeServer") -> dict:
                 "node_id": m.node_id,
                 "addr": m.addr,
                 "status": m.status,
-                "liveness": "alive" if m.node_id == server.node_id else (gossip.liveness(m.node_id) or "alive"),
+                "liveness": member_liveness(server, m),
                 "tokens": len(m.tokens),
                 "ownership": ownership.get(m.node_id, 0.0),
                 **s,

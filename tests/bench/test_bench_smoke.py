@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import pytest
-
 from ringkv import ycsb
 
 

@@ -29,6 +29,8 @@ def test_leave_stops_the_node_and_remove_retires_a_dead_one(cluster):
     cluster.wait_for(lambda: _members(cluster, 0)[n2.node_id]["liveness"] == "down", 5.0, "n2 seen down")
     proc = cluster.cli("remove", n2.node_id, "--connect", n1.addr, "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"removed": n2.node_id, "ok": True}
+    done = json.loads(proc.stdout)
+    assert {k: done[k] for k in ("removed", "ok", "waited")} == {"removed": n2.node_id, "ok": True, "waited": True}
+    assert done["keys"] >= 0 and done["transfers"] >= 0 and done["failed"] == []
     assert _members(cluster, 0)[n2.node_id]["status"] == "removed"
     assert _members(cluster, 0)[n1.node_id]["ownership"] > 0.999
