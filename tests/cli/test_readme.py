@@ -30,3 +30,15 @@ def test_readme_example_runs_and_prints_its_comments(tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.splitlines() == expected
     assert (tmp_path / "ringkv-example").is_dir()
+
+
+def test_readme_cluster_example_runs(tmp_path):
+    """The cluster example, on free ports instead of the fixed ones it shows."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    code = next(b for b in blocks if "ringkv.Node(" in b)
+    code = re.sub(r"tcp://127\.0\.0\.1:\d+", "tcp://127.0.0.1:0", code)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "[b'logged in', b'signed up']"
+    assert lines[-1] == "b'hi'"
