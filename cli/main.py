@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from ringkv import __version__
-from ringkv.cli import cluster, demo, dump, exits, feeds, keyspace, kv, repair, serve
+from ringkv.cli import bench, cluster, demo, dump, exits, feeds, keyspace, kv, repair, serve
 from ringkv.cli.target import add_target_options
 from ringkv.errors import RingKVError
 
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     dump.register(sub)
     cluster.register(sub)
     repair.register(sub)
+    bench.register(sub)
     return parser
 
 

@@ -81,3 +81,18 @@ def test_zipfian_prefers_few_keys_and_stays_in_range():
     assert all(0 <= d < 1000 for d in draws)
     counts = [c for _, c in collections.Counter(draws).most_common(10)]
     assert sum(counts) > 0.2 * len(draws)  # the ten hottest keys get a large share
+
+
+def test_ringkv_bench_command_runs_end_to_end(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ringkv.cli.main", "bench", "--records", "200", "--ops", "300", "--workloads", "A,C", "--no-baselines", "--json", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    assert results["results"], results
