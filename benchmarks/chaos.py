@@ -33,12 +33,19 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
-import ringkv  # noqa: E402
-from ringkv.chaos import KINDS, PROCESS_KINDS, SIM_KINDS, Workload, process_scenario, run_sim  # noqa: E402
-from ringkv.faults import NetnsNetwork, ProcessCluster, RulesNetwork, probe_netns  # noqa: E402
+import ringkv
+from ringkv.chaos import (
+    KINDS,
+    PROCESS_KINDS,
+    SIM_KINDS,
+    Workload,
+    process_scenario,
+    run_sim,
+)
+from ringkv.faults import NetnsNetwork, ProcessCluster, RulesNetwork, probe_netns
 
 COLUMNS = ["attempted", "acknowledged", "failed", "unknown", "lost", "resurrected", "duplicated"]
 
@@ -139,9 +146,9 @@ def markdown(results: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("--sim", default="all", help=f"simulated fault kinds: all ({','.join(SIM_KINDS)}), none, or a list")
-    p.add_argument("--seeds", type=int, default=int(os.environ.get("RINGKV_CHAOS_SEEDS", 5)), help="seeds per simulated kind (default 5, env RINGKV_CHAOS_SEEDS)")
+    p.add_argument("--seeds", type=int, default=int(os.environ.get("RINGKV_CHAOS_SEEDS", "5")), help="seeds per simulated kind (default 5, env RINGKV_CHAOS_SEEDS)")
     p.add_argument("--first-seed", type=int, default=1)
-    p.add_argument("--sim-seconds", type=float, default=float(os.environ.get("RINGKV_CHAOS_SECONDS", 30)), help="simulated seconds of faults per run (env RINGKV_CHAOS_SECONDS)")
+    p.add_argument("--sim-seconds", type=float, default=float(os.environ.get("RINGKV_CHAOS_SECONDS", "30")), help="simulated seconds of faults per run (env RINGKV_CHAOS_SECONDS)")
     p.add_argument("--process", default="all", help=f"real-process fault kinds: all ({','.join(PROCESS_KINDS)}), none, or a list")
     p.add_argument("--seed", type=int, default=1, help="seed of the process schedules")
     p.add_argument("--seconds", type=float, default=40.0, help="seconds of faults per process scenario")

@@ -31,7 +31,6 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Optional
 
 from ringkv.codec import decode_record
 from ringkv.errors import BadRequest, RingKVError
@@ -40,24 +39,23 @@ from ringkv.feeds.messages import FeedReplicaScan
 from ringkv.feeds.store import entry_data
 from ringkv.history import FAILED, OK, UNKNOWN, History, Op, Verdict
 from ringkv.node_messages import ClusterView, NodeStats
-from ringkv.quorum.dvv import DVVSet
 from ringkv.quorum.messages import KvGet, LocalGet
 from ringkv.quorum.tables import split_feed_key
 from ringkv.ring import Ring
 
 __all__ = [
     "KINDS",
-    "SIM_KINDS",
     "PROCESS_KINDS",
-    "Workload",
-    "Recorder",
+    "SEQUENTIAL",
+    "SIM_KINDS",
     "FeedLog",
     "Outcome",
-    "run_sim",
-    "sim_scenario",
+    "Recorder",
+    "Workload",
     "process_scenario",
+    "run_sim",
     "seeds_from_env",
-    "SEQUENTIAL",
+    "sim_scenario",
 ]
 
 #: Fault kinds and the nemesis actions each one draws from.
@@ -114,13 +112,17 @@ class Workload:
     #: Share of a feed client's operations that remove one of its entries.
     remove_share: float = 0.15
     #: Operations per client at most (None: until the time is up).
-    max_ops: Optional[int] = None
+    max_ops: int | None = None
     #: Prefix of every written value (scenarios sharing a cluster stay apart).
     tag: str = ""
     #: Client request timeout, seconds.
     timeout: float = 2.0
     #: Seconds a client waits between two operations (bounds the load).
     pause: float = 0.02
+    #: Most siblings one key may end with. Every write carries the context of
+    #: a read, so siblings only pile up when reads keep missing acknowledged
+    #: writes; more than this is reported as a failure.
+    max_siblings: int = 8
 
 
 class FeedLog:
@@ -129,12 +131,12 @@ class FeedLog:
     def __init__(self) -> None:
         self.ops: list[dict] = []
 
-    def invoke(self, kind: str, feed: bytes, payload: Optional[bytes] = None, entry_id: Optional[str] = None, client: int = 0) -> dict:
+    def invoke(self, kind: str, feed: bytes, payload: bytes | None = None, entry_id: str | None = None, client: int = 0) -> dict:
         op = {"kind": kind, "feed": feed, "payload": payload, "entry_id": entry_id, "outcome": UNKNOWN, "error": "", "client": client}
         self.ops.append(op)
         return op
 
-    def check(self, views: dict[bytes, list[tuple[str, Optional[bytes]]]]) -> dict:
+    def check(self, views: dict[bytes, list[tuple[str, bytes | None]]]) -> dict:
         """Judge the converged feeds: ``views[feed]`` is ``[(entry id, payload or None if removed)]``."""
         out: dict = {"attempted": 0, "acknowledged": 0, "failed": 0, "unknown": 0, "lost": [], "resurrected": [], "duplicated": [], "phantom": []}
         maybe_removed = {op["entry_id"] for op in self.ops if op["kind"] == "remove" and op["outcome"] != FAILED}
@@ -154,10 +156,11 @@ class FeedLog:
                     out["phantom"].append((feed, eid, p))
             out["duplicated"] += [(feed, p, n) for p, n in count.items() if n > 1]
             present = dict(live)
-            for op in self.ops:
-                if op["kind"] == "append" and op["feed"] == feed and op["outcome"] == OK and op["entry_id"] not in maybe_removed:
-                    if present.get(op["entry_id"]) != op["payload"]:
-                        out["lost"].append(op)
+            out["lost"] += [
+                op for op in self.ops
+                if op["kind"] == "append" and op["feed"] == feed and op["outcome"] == OK
+                and op["entry_id"] not in maybe_removed and present.get(op["entry_id"]) != op["payload"]
+            ]
         return out
 
 
@@ -169,7 +172,7 @@ class Recorder:
         self.feeds = FeedLog()
         self._written: dict[bytes, set] = defaultdict(set)
 
-    def invoke(self, kind: str, key: bytes, value: Optional[bytes], seen, client: int) -> Op:
+    def invoke(self, kind: str, key: bytes, value: bytes | None, seen, client: int) -> Op:
         if value is not None:
             self._written[key].add(value)
         return self.history.invoke(kind, key, value, seen, client=client)
@@ -343,7 +346,7 @@ class ProcessFaults:
         await self.c.revive_all()
 
 
-async def apply_action(f, action: str, rng: random.Random) -> Optional[str]:
+async def apply_action(f, action: str, rng: random.Random) -> str | None:
     """Do one nemesis action; returns what was done, or None if it did not apply."""
     n = f.size
     nodes = list(range(n))
@@ -392,7 +395,7 @@ async def apply_action(f, action: str, rng: random.Random) -> Optional[str]:
         await f.crash(i)
         return f"kill -9 {i}" if f.mode == "process" else f"crash {i}"
     if action == "restart":
-        dead = [j for j in down if j not in getattr(f, "paused", lambda: [])()]
+        dead = [j for j in down if j not in getattr(f, "paused", list)()]
         if dead:
             i = rng.choice(dead)
             await f.restart(i)
@@ -538,7 +541,7 @@ class Final:
         return not self.errors and not self.diverged()
 
 
-async def collect(client, wl: Workload, addrs: list[str], names: Optional[dict] = None) -> Final:
+async def collect(client, wl: Workload, addrs: list[str], names: dict | None = None) -> Final:
     ring, addr_of, _ = await ring_view(client, addrs)
     final = Final(names=dict(names or {}))
     for key in wl.keys:
@@ -573,8 +576,8 @@ async def collect(client, wl: Workload, addrs: list[str], names: Optional[dict] 
     return final
 
 
-async def settle(f, client, wl: Workload, addrs: list[str], notes: list, *, mode: Optional[str] = None,
-                 timeout: float = 30.0, names: Optional[dict] = None) -> Final:
+async def settle(f, client, wl: Workload, addrs: list[str], notes: list, *, mode: str | None = None,
+                 timeout: float = 30.0, names: dict | None = None) -> Final:
     """Heal, restart, let hints and repair run, then collect (polling until replicas agree)."""
     await f.heal_all()
     if not await wait_membership(client, addrs, timeout):
@@ -607,8 +610,9 @@ class Outcome:
     notes: list
     replay: str
     wall: float = 0.0
-    history: Optional[History] = None
-    feed_log: Optional[FeedLog] = None
+    history: History | None = None
+    feed_log: FeedLog | None = None
+    sibling_bound: int = 0
 
     @property
     def converged(self) -> bool:
@@ -617,7 +621,12 @@ class Outcome:
     @property
     def ok(self) -> bool:
         f = self.feed
-        return self.verdict.ok and self.converged and not (f["lost"] or f["resurrected"] or f["duplicated"] or f["phantom"])
+        return (self.verdict.ok and self.converged and self.siblings_ok
+                and not (f["lost"] or f["resurrected"] or f["duplicated"] or f["phantom"]))
+
+    @property
+    def siblings_ok(self) -> bool:
+        return not self.sibling_bound or self.verdict.max_siblings <= self.sibling_bound
 
     def row(self) -> dict:
         v, f = self.verdict, self.feed
@@ -694,13 +703,18 @@ class Outcome:
             for item in self.feed[what][:3]:
                 lines.append(f"  feed {what}: {item}")
                 lines.append(self._feed_entry(item))
+        if not self.siblings_ok:
+            key = max(self.final.copies, key=lambda k: max((len(c.values) for c in self.final.copies[k].values() if c), default=0))
+            lines.append(f"  {self.verdict.max_siblings} siblings (bound {self.sibling_bound}) on {key!r}; replicas:")
+            lines.append(self._replicas(key))
         lines += [f"  {e}" for e in self.final.errors[:5]]
         lines += [f"  note: {n}" for n in self.notes[:5]]
         lines.append(f"  nemesis (s before the end): {self.nemesis[-12:]}")
         return "\n".join(line for line in lines if line)
 
 
-def judge(scenario: str, mode: str, seed: int, seconds: float, rec: Recorder, final: Final, log: list, notes: list, replay: str, wall: float) -> Outcome:
+def judge(scenario: str, mode: str, seed: int, seconds: float, rec: Recorder, final: Final, log: list, notes: list, replay: str,
+          wall: float, sibling_bound: int = 0) -> Outcome:
     values = {}
     for key, copies in final.copies.items():
         recs = [c for c in copies.values() if c is not None]
@@ -710,7 +724,8 @@ def judge(scenario: str, mode: str, seed: int, seconds: float, rec: Recorder, fi
     for feed, per_node in final.feeds.items():
         entries = next(iter(per_node.values()), [])
         views[feed] = [(eid, entry_data(rec)) for eid, rec in entries]
-    return Outcome(scenario, mode, seed, seconds, verdict, rec.feeds.check(views), final, log, notes, replay, wall, rec.history, rec.feeds)
+    return Outcome(scenario, mode, seed, seconds, verdict, rec.feeds.check(views), final, log, notes, replay, wall, rec.history,
+                   rec.feeds, sibling_bound)
 
 
 async def _run_workload(clients: list, feed_clients: list, wl: Workload, rec: Recorder, rng: random.Random, stop_at: float, extra=()) -> None:
@@ -724,8 +739,8 @@ async def _run_workload(clients: list, feed_clients: list, wl: Workload, rec: Re
 # -- simulation ------------------------------------------------------------------------
 
 
-async def sim_scenario(root: str, seed: int, kind: str = "mixed", seconds: float = 20.0, wl: Optional[Workload] = None,
-                       *, repair_mode: Optional[str] = None) -> Outcome:
+async def sim_scenario(root: str, seed: int, kind: str = "mixed", seconds: float = 20.0, wl: Workload | None = None,
+                       *, repair_mode: str | None = None) -> Outcome:
     """One seeded run over a simulated 5-node cluster (call inside :func:`~ringkv.simloop.run_virtual`)."""
     from ringkv.simcluster import SimCluster
 
@@ -751,10 +766,10 @@ async def sim_scenario(root: str, seed: int, kind: str = "mixed", seconds: float
         final.names = names
     finally:
         await cluster.stop()
-    return judge(kind, "sim", seed, seconds, rec, final, log, notes, f"RINGKV_SIM_SEEDS={seed}", time.monotonic() - began)
+    return judge(kind, "sim", seed, seconds, rec, final, log, notes, f"RINGKV_SIM_SEEDS={seed}", time.monotonic() - began, wl.max_siblings)
 
 
-def run_sim(root: str, seed: int, kind: str = "mixed", seconds: float = 20.0, wl: Optional[Workload] = None, **kw) -> Outcome:
+def run_sim(root: str, seed: int, kind: str = "mixed", seconds: float = 20.0, wl: Workload | None = None, **kw) -> Outcome:
     """:func:`sim_scenario` on a fresh virtual-time loop."""
     from ringkv.simloop import run_virtual
 
@@ -764,8 +779,8 @@ def run_sim(root: str, seed: int, kind: str = "mixed", seconds: float = 20.0, wl
 # -- real processes ------------------------------------------------------------------
 
 
-async def process_scenario(cluster, kind: str, seed: int, seconds: float = 20.0, wl: Optional[Workload] = None,
-                           *, repair_mode: Optional[str] = None, settle_timeout: float = 30.0,
+async def process_scenario(cluster, kind: str, seed: int, seconds: float = 20.0, wl: Workload | None = None,
+                           *, repair_mode: str | None = None, settle_timeout: float = 30.0,
                            interval: tuple[float, float] = (0.5, 2.5)) -> Outcome:
     """One seeded fault schedule against a running :class:`~ringkv.faults.ProcessCluster`.
 
@@ -799,4 +814,4 @@ async def process_scenario(cluster, kind: str, seed: int, seconds: float = 20.0,
         for c in [*clients, checker]:
             await c.aclose()
     replay = f"python benchmarks/chaos.py --process {kind} --seed {seed} --seconds {seconds:g}"
-    return judge(kind, "process", seed, seconds, rec, final, log, notes, replay, time.monotonic() - began)
+    return judge(kind, "process", seed, seconds, rec, final, log, notes, replay, time.monotonic() - began, wl.max_siblings)

@@ -37,19 +37,19 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Optional
 
 __all__ = [
     "ENV",
-    "Rule",
     "Injector",
-    "write_rules",
-    "read_rules",
-    "RulesNetwork",
     "NetnsNetwork",
-    "probe_netns",
     "ProcessCluster",
+    "Rule",
+    "RulesNetwork",
+    "probe_netns",
+    "read_rules",
+    "write_rules",
 ]
 
 ENV = "RINGKV_FAULTS"
@@ -90,8 +90,8 @@ def read_rules(path: str) -> tuple[int, list[Rule]]:
     with open(path) as f:
         data = json.load(f)
     if not isinstance(data, dict) or not isinstance(data.get("rules", []), list):
-        raise ValueError("not a rules file")
-    rules = []
+        raise ValueError(f"{path} is not a rules file")  # noqa: TRY004 (bad file content, not a bad argument)
+    rules: list[Rule] = []
     for r in data.get("rules", []):
         rule = Rule(str(r.get("src", ANY)), str(r.get("dst", ANY)), float(r.get("drop", 0)), float(r.get("delay", 0)), float(r.get("jitter", 0)))
         if not (0 <= rule.drop <= 1 and rule.delay >= 0 and rule.jitter >= 0):
@@ -131,13 +131,13 @@ class Injector:
         self.rng = random.Random(me)
         self.stats = {"dropped": 0, "delayed": 0, "reloads": 0}
         self._rules: list[Rule] = []
-        self._by_dst: dict[str, Optional[tuple[float, float, float]]] = {}
+        self._by_dst: dict[str, tuple[float, float, float] | None] = {}
         self._sig: object = None
         self._next_check = -1.0
         self._timers: set[asyncio.TimerHandle] = set()
 
     @classmethod
-    def from_env(cls, me: Optional[str], loop: asyncio.AbstractEventLoop) -> Optional["Injector"]:
+    def from_env(cls, me: str | None, loop: asyncio.AbstractEventLoop) -> Injector | None:
         path = os.environ.get(ENV)
         if not path or not me:
             return None
@@ -171,7 +171,7 @@ class Injector:
         self._by_dst.clear()
         self.stats["reloads"] += 1
 
-    def effect(self, dst: str) -> Optional[tuple[float, float, float]]:
+    def effect(self, dst: str) -> tuple[float, float, float] | None:
         """``(drop, delay, jitter)`` for messages from this node to ``dst``, or None."""
         try:
             return self._by_dst[dst]
@@ -189,7 +189,7 @@ class Injector:
         self._by_dst[dst] = out
         return out
 
-    def _judge(self, eff: tuple[float, float, float]) -> Optional[float]:
+    def _judge(self, eff: tuple[float, float, float]) -> float | None:
         """None: drop; else the delay in seconds (0: send now)."""
         drop, delay, jitter = eff
         if drop and (drop >= 1.0 or self.rng.random() < drop):
@@ -334,7 +334,7 @@ class RulesNetwork:
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL, check=False)
 
 
 def _try_steps(steps: list[tuple[list[str], str]], cleanup: list[list[str]]) -> str:
@@ -386,6 +386,20 @@ def probe_netns() -> dict[str, tuple[bool, str]]:
     return {"partition": (not part, part or "ok"), "slow": (not slow, slow or "ok")}
 
 
+def _free_subnet() -> int:
+    """A ``10.213.S.0/24`` no interface of this host uses yet."""
+    try:
+        used = _run(["ip", "-o", "addr", "show"]).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        used = ""
+    start = os.getpid() % 200
+    for k in range(200):
+        s = 20 + (start + k) % 200
+        if f" 10.213.{s}." not in used:
+            return s
+    raise OSError("no free 10.213.x.0/24 subnet")
+
+
 class NetnsNetwork:
     """Each node in its own network namespace, linked to a bridge; partitions move links.
 
@@ -402,8 +416,8 @@ class NetnsNetwork:
 
     def __init__(self, size: int, subnet: int = 0, *, slow_ok: bool = False) -> None:
         self.size = size
-        self.subnet = subnet or (os.getpid() % 200 + 20)
-        self.tag = f"rk{os.getpid() % 10000}"
+        self.subnet = subnet or _free_subnet()
+        self.tag = f"rk{os.getpid()}"
         self.slow_ok = slow_ok
         self.supports = frozenset({"partition", "isolate", *(("slow",) if slow_ok else ())})
         self.addr_of: Callable[[int], str] = lambda i: self.ip(i)
@@ -419,14 +433,14 @@ class NetnsNetwork:
     def _host_if(self, i: int) -> str:
         return f"{self.tag}h{i}"
 
-    def _do(self, *argv: str, undo: Optional[list[str]] = None) -> None:
+    def _do(self, *argv: str, undo: list[str] | None = None) -> None:
         res = _run(list(argv))
         if res.returncode != 0:
             raise OSError(f"{' '.join(argv)}: {res.stderr.strip()}")
         if undo:
             self._made.append(undo)
 
-    def setup(self) -> "NetnsNetwork":
+    def setup(self) -> NetnsNetwork:
         try:
             for b in (self.tag + "a", self.tag + "b"):
                 self._do("ip", "link", "add", b, "type", "bridge", undo=["ip", "link", "del", b])
@@ -495,7 +509,7 @@ RUNNING, PAUSED, DEAD = "running", "paused", "dead"
 class NodeProc:
     """One ``ringkv serve`` process: data dir, address, id, state."""
 
-    def __init__(self, index: int, root: str, listen: str, prefix: Optional[list[str]] = None) -> None:
+    def __init__(self, index: int, root: str, listen: str, prefix: list[str] | None = None) -> None:
         self.index = index
         self.name = f"n{index}"
         self.data_dir = os.path.join(root, self.name)
@@ -504,7 +518,7 @@ class NodeProc:
         self.addr = ""
         self.node_id = ""
         self.prefix = prefix or []
-        self.proc: Optional[asyncio.subprocess.Process] = None
+        self.proc: asyncio.subprocess.Process | None = None
         self.state = DEAD
         self.killed = False
 
@@ -529,8 +543,8 @@ class ProcessCluster:
     synchronous code and more than once.
     """
 
-    def __init__(self, root: str, size: int = 5, *, vnodes: int = 32, rules: Optional[RulesNetwork] = None,
-                 netns: Optional[NetnsNetwork] = None, start_timeout: float = 20.0) -> None:
+    def __init__(self, root: str, size: int = 5, *, vnodes: int = 32, rules: RulesNetwork | None = None,
+                 netns: NetnsNetwork | None = None, start_timeout: float = 20.0) -> None:
         self.root = root
         self.rules = rules
         self.netns = netns
@@ -583,14 +597,17 @@ class ProcessCluster:
                 "--listen", node.listen, "--vnodes", str(self.vnodes)]
         for s in seeds:
             argv += ["--seed", s]
-        with open(node.log_path, "ab") as logf:
+        logf = os.open(node.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
             node.proc = await asyncio.create_subprocess_exec(
                 *argv, stdout=subprocess.PIPE, stderr=logf, stdin=subprocess.DEVNULL, env=self._env(), start_new_session=True,
             )
+        finally:
+            os.close(logf)
         node.state, node.killed = RUNNING, False
         try:
             line = await asyncio.wait_for(node.proc.stdout.readline(), self.start_timeout)  # type: ignore[union-attr]
-        except asyncio.TimeoutError:
+        except TimeoutError:
             line = b""
         m = _LISTENING.match(line.decode("utf-8", "replace").strip())
         if not m:
@@ -600,7 +617,7 @@ class ProcessCluster:
         node.node_id, node.addr = m.group(1), m.group(2)
         node.listen = node.addr  # a restart comes back on the same address
 
-    async def start(self) -> "ProcessCluster":
+    async def start(self) -> ProcessCluster:
         first, rest = self.nodes[0], self.nodes[1:]
         await self._launch(first, [])
         for node in rest:  # one at a time: nodes joining together pick overlapping tokens
@@ -674,11 +691,11 @@ class ProcessCluster:
             if node.proc is not None and node.proc.returncode is None:
                 try:
                     await asyncio.wait_for(node.proc.wait(), 10)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         self.close()
 
-    async def __aenter__(self) -> "ProcessCluster":
+    async def __aenter__(self) -> ProcessCluster:
         try:
             return await self.start()
         except BaseException:

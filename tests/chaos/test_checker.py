@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
-from ringkv.chaos import Final, FeedLog, Outcome, Recorder, apply_action, judge
-from ringkv.history import FAILED, OK, UNKNOWN
 from ringkv.quorum.dvv import DVVSet
+
+from ringkv.chaos import FeedLog, Final, Outcome, Recorder, apply_action, judge
+from ringkv.history import FAILED, OK, UNKNOWN
 
 
 def _rec(*values: bytes) -> DVVSet:
@@ -17,8 +18,8 @@ def _final(copies: dict) -> Final:
     return Final(copies={k: {"n0": c, "n1": c, "n2": c} for k, c in copies.items()})
 
 
-def _judge(rec: Recorder, final: Final) -> Outcome:
-    return judge("unit", "sim", 0, 1.0, rec, final, [], [], "RINGKV_SIM_SEEDS=0", 0.0)
+def _judge(rec: Recorder, final: Final, bound: int = 0) -> Outcome:
+    return judge("unit", "sim", 0, 1.0, rec, final, [], [], "RINGKV_SIM_SEEDS=0", 0.0, bound)
 
 
 def test_a_missing_acknowledged_put_is_lost():
@@ -60,6 +61,17 @@ def test_a_put_without_context_may_supersede_earlier_values_only():
     assert _judge(rec, _final({b"k": _rec(b"v1", b"v2", b"v3")})).ok  # or kept: never resurrected
     lost = _judge(rec, _final({b"k": _rec(b"v3")}))  # the blind put itself must survive
     assert [o.value for o in lost.verdict.lost] == [b"v2"]
+
+
+def test_siblings_over_the_bound_fail_the_run():
+    rec = Recorder()
+    for i in range(4):
+        rec.complete(rec.invoke("put", b"k", b"v%d" % i, [], i), OK)
+    final = _final({b"k": _rec(b"v0", b"v1", b"v2", b"v3")})
+    assert _judge(rec, final, bound=4).ok
+    out = _judge(rec, final, bound=3)
+    assert out.verdict.max_siblings == 4 and not out.ok
+    assert "4 siblings (bound 3) on b'k'" in out.report()
 
 
 def test_replicas_that_differ_are_reported_with_every_version():

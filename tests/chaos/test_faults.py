@@ -41,6 +41,11 @@ def test_rules_file_round_trip_and_partition_rules(tmp_path):
     assert read_rules(net.path)[1] == []
 
 
+def _scribble(path: str) -> None:
+    with open(path, "w") as f:
+        f.write("{not json")
+
+
 def test_injector_drops_delays_and_rereads_its_rules(tmp_path):
     path = str(tmp_path / "rules.json")
 
@@ -69,8 +74,7 @@ def test_injector_drops_delays_and_rereads_its_rules(tmp_path):
         write_rules(path, [Rule(A, B, drop=1.0)])
         await asyncio.sleep(0.05)
         inj.refresh(loop.time())
-        with open(path, "w") as f:
-            f.write("{not json")
+        _scribble(path)
         await asyncio.sleep(0.05)
         to_b.queue = _items(1)
         inj.outbound(to_b, loop.time(), marked.append)

@@ -18,8 +18,8 @@ import pytest
 
 from ringkv.chaos import SIM_KINDS, Workload, run_sim, seeds_from_env
 
-SEEDS = seeds_from_env(2)
-SECONDS = float(os.environ.get("RINGKV_CHAOS_SECONDS", "15"))
+SEEDS = seeds_from_env(3)
+SECONDS = float(os.environ.get("RINGKV_CHAOS_SECONDS", "20"))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -40,7 +40,7 @@ def test_a_seed_replays_exactly(tmp_path):
 
 def test_the_checker_catches_a_store_that_drops_concurrent_writes(tmp_path, monkeypatch):
     # sabotage: a coordinated write keeps only the new value, dropping concurrent siblings
-    import ringkv.quorum.replica as replica
+    from ringkv.quorum import replica
 
     real = replica.update
 

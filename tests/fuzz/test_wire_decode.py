@@ -18,7 +18,7 @@ from ringkv.envelope import decode
 from ringkv.errors import ProtocolError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from strategies import any_junk, bodies, message_types, raw_frames  # noqa: E402
+from strategies import any_junk, bodies, message_types, raw_frames
 
 TYPES = message_types()
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,15 +19,15 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ringkv.feeds.messages import FeedReplicaScan
+from ringkv.quorum.messages import KvGet, LocalGet
 
 import ringkv
 from ringkv import wire
 from ringkv.envelope import ERROR, ONEWAY, REPLY, REQUEST, Codec, decode
-from ringkv.feeds.messages import FeedReplicaScan
-from ringkv.quorum.messages import KvGet, LocalGet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from strategies import bodies, message_types, raw_frames, wire_junk  # noqa: E402
+from strategies import bodies, message_types, raw_frames, wire_junk
 
 TYPES = message_types()
 KEYSPACE = "fuzz_stored_keyspace"
