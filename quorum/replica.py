@@ -71,8 +71,11 @@ class LocalReplica:
         ts = self.hlc.now() if timestamp is None else timestamp
         with self._locks[skey[0] & _STRIPE_MASK]:
             raw = table.get(skey)
-            local = decode_record(raw) if raw is not None else None
-            rec = (update_lww if lww else update)(local, context, value, self.actor, ts)
+            if raw is None and context is None:  # a new key: its first dot, nothing to merge
+                local, rec = None, DVVSet({self.actor: 1}, [(self.actor, 1, ts, value)])
+            else:
+                local = decode_record(raw) if raw is not None else None
+                rec = (update_lww if lww else update)(local, context, value, self.actor, ts)
             if extra is None and not self.observers:
                 table.put(skey, encode_record(rec), self.storage.write_options)
             else:

@@ -77,6 +77,12 @@ class EmbeddedKeyspace(KeyspaceAPI):
     def put(self, key, value, context: Optional[bytes] = None, *, w: Optional[int] = None, timestamp: Optional[int] = None) -> None:
         if type(value) is not bytes or len(value) > self._max_value:
             value = as_value(value, self._max_value)
+        if context is None and w is None and timestamp is None and type(key) is bytes and len(key) <= self._max_key:
+            try:  # the common case, without the general path's checks
+                self._replica.write(self._cf, hash64_bytes(key) + key, value, None, lww=self._lww)
+            except Exception as exc:
+                raise self._failed(exc) from None
+            return
         self._write(key, value, context, w, timestamp)
 
     def delete(self, key, context: Optional[bytes] = None, *, w: Optional[int] = None) -> None:
