@@ -43,24 +43,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import importlib.metadata
 import itertools
-import json
 import os
-import platform
 import random
 import re
-import select
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Awaitable, Callable, Optional
 
 import ringkv
+from ringkv.benchtools import (
+    LocalCluster, RedisServer, add_seed_and_json_options, describe_environment, fmt, machine_busy, package_version,
+    process_cpu, redis_available, redis_server_version, run_directory, wait_converged, write_json,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_JSON = os.path.join(HERE, "results", "cluster.json")
@@ -68,175 +65,6 @@ DEFAULT_PROFILE_DIR = os.path.join(HERE, "results", "profile")
 SETUP = os.path.join(HERE, "setup_redis.sh")
 KEYSPACE = "bench"
 NODES = 3
-
-try:
-    import psutil
-except ImportError:  # the bench extra has it; without it the CPU columns are blank
-    psutil = None
-
-
-# ------------------------------------------------------------------ processes
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the benchmark dies without cleaning up (Linux)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def _spawn(cmd: list[str], log_path: str, **kw) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stderr=log,
-            start_new_session=True,  # Ctrl-C reaches only us; we stop the children
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            **kw,
-        )
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
-def _tail(path: str, lines: int = 15) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _read_line(proc: subprocess.Popen, timeout: float) -> str:
-    """The next stdout line of ``proc``; '' if it exits or stays silent for ``timeout`` s."""
-    fd = proc.stdout.fileno()  # type: ignore[union-attr]
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return ""
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return ""
-        buf += chunk
-    return buf.decode(errors="replace").strip()
-
-
-class Cluster:
-    """``NODES`` ringkv serve processes on loopback, in ``workdir``."""
-
-    def __init__(self, workdir: str) -> None:
-        self.workdir = workdir
-        self.procs: list[subprocess.Popen] = []
-        self.addrs: list[str] = []
-        self.ids: list[str] = []
-
-    def start(self) -> None:
-        for i in range(NODES):
-            data = os.path.join(self.workdir, f"node{i + 1}")
-            log = os.path.join(self.workdir, f"node{i + 1}.log")
-            cmd = [sys.executable, "-m", "ringkv.cli.main", "serve", "--data-dir", data, "--listen", "tcp://127.0.0.1:0", "--log-level", "warning"]
-            if self.addrs:
-                cmd += ["--seed", self.addrs[0]]
-            proc = _spawn(cmd, log, stdout=subprocess.PIPE)
-            self.procs.append(proc)
-            line = _read_line(proc, 60.0)
-            m = re.fullmatch(r"ringkv node (\S+) listening on (\S+)", line)
-            if not m:
-                raise RuntimeError(f"node {i + 1} did not start (printed {line!r}); its log:\n{_tail(log)}")
-            self.ids.append(m.group(1))
-            self.addrs.append(m.group(2))
-
-    def check_alive(self) -> None:
-        for i, p in enumerate(self.procs):
-            if p.poll() is not None:
-                raise RuntimeError(f"node {i + 1} exited with {p.returncode}; its log:\n{_tail(os.path.join(self.workdir, f'node{i + 1}.log'))}")
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            _stop(p)
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
-
-
-class RedisServer:
-    def __init__(self, workdir: str) -> None:
-        self.workdir = workdir
-        self.proc: Optional[subprocess.Popen] = None
-        self.port = 0
-
-    def start(self) -> None:
-        import redis
-
-        log = os.path.join(self.workdir, "redis.log")
-        for _ in range(5):  # a free port can be taken between probing and binding
-            self.port = _free_port()
-            self.proc = _spawn(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", self.workdir, "--daemonize", "no", "--logfile", log],
-                log, stdout=subprocess.DEVNULL,
-            )
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    redis.Redis(port=self.port, socket_timeout=1).ping()
-                    return
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-            _stop(self.proc)
-        raise RuntimeError(f"redis-server did not start; its log:\n{_tail(log)}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
-
-    @property
-    def pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc is not None else []
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cpu_seconds(pids: list[int]) -> Optional[float]:
-    """CPU seconds used so far by ``pids`` (all their threads)."""
-    if psutil is None:
-        return None
-    total = 0.0
-    for pid in pids:
-        t = psutil.Process(pid).cpu_times()
-        total += t.user + t.system
-    return total
-
-
-def _machine_busy() -> Optional[float]:
-    """CPU seconds the whole machine has spent busy so far (all cores)."""
-    if psutil is None:
-        return None
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
 
 
 # ------------------------------------------------------------------ load
@@ -280,11 +108,11 @@ async def drive(op: Callable[[int], Awaitable[object]], order: list[int], concur
                 continue
             lat.append(pc() - t0)
 
-    cpu0, own0, all0 = _cpu_seconds(pids), time.process_time(), _machine_busy()
+    cpu0, own0, all0 = process_cpu(pids), time.process_time(), machine_busy()
     start = pc()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = pc() - start
-    cpu1, own1, all1 = _cpu_seconds(pids), time.process_time(), _machine_busy()
+    cpu1, own1, all1 = process_cpu(pids), time.process_time(), machine_busy()
     lat.sort()
     ops = len(lat)
 
@@ -306,33 +134,6 @@ async def drive(op: Callable[[int], Awaitable[object]], order: list[int], concur
         #: CPU-seconds per second used meanwhile by everything else on the machine
         "other_cpu_util": None if all0 is None or cpu0 is None else max(0.0, (all1 - all0) - (cpu1 - cpu0) - (own1 - own0)) / elapsed,
     }
-
-
-async def wait_converged(client, addrs: list[str], timeout: float = 60.0) -> None:
-    """Until every node sees all NODES members up and alive, and the client its ring."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    seen: object = None
-    while True:
-        ok = True
-        for addr in addrs:
-            try:
-                st = await client.astatus(addr)
-            except ringkv.errors.RingKVError as exc:
-                ok, seen = False, f"{addr}: {type(exc).__name__}: {exc}"
-                break
-            ms = st["members"]
-            if len(ms) != NODES or any(m["status"] != "up" or m["liveness"] != "alive" or not m["tokens"] for m in ms):
-                ok, seen = False, f"{addr} sees " + ", ".join(f"{m['node_id']} {m['status']}/{m['liveness']}/{m['tokens']} tokens" for m in ms)
-                break
-        if ok:
-            await client.refresh()
-            if len(client.ring()) == NODES:
-                return
-            seen = f"client ring has {len(client.ring())} members"
-        if loop.time() > deadline:
-            raise RuntimeError(f"the cluster did not converge within {timeout:g}s; last seen: {seen}")
-        await asyncio.sleep(0.2)  # bounded poll while gossip spreads the joins
 
 
 class Profiler:
@@ -455,7 +256,7 @@ def _is_ours(frame: str) -> bool:
 class RingkvContender:
     name = "ringkv"
 
-    def __init__(self, cluster: Cluster, ks: list[bytes], vals: list[bytes]) -> None:
+    def __init__(self, cluster: LocalCluster, ks: list[bytes], vals: list[bytes]) -> None:
         self.cluster, self.ks, self.vals = cluster, ks, vals
         self.pids = cluster.pids
         self.client = None
@@ -463,7 +264,7 @@ class RingkvContender:
 
     async def open(self) -> None:
         self.client = await ringkv.connect_async(self.cluster.addrs, timeout=10.0)
-        await wait_converged(self.client, self.cluster.addrs)
+        await wait_converged(self.client, self.cluster.addrs, timeout=60.0)
         try:
             await self.client.akeyspace_create(KEYSPACE, n=3, r=2, w=2)
         except ringkv.errors.AlreadyExists:
@@ -545,17 +346,6 @@ async def run(args, contenders: list, put_order: list[int], get_order: list[int]
 # ------------------------------------------------------------------ driver
 
 
-def _missing_tools() -> list[str]:
-    missing = []
-    if shutil.which("redis-server") is None:
-        missing.append("redis-server")
-    try:
-        import redis.asyncio  # noqa: F401
-    except ImportError:
-        missing.append("redis-py")
-    return missing
-
-
 def _best(rounds: list[dict]) -> dict[str, dict]:
     """Per cell, the round with the highest throughput."""
     out: dict[str, dict] = {}
@@ -564,10 +354,6 @@ def _best(rounds: list[dict]) -> dict[str, dict]:
             if cell not in out or res["ops_per_sec"] > out[cell]["ops_per_sec"]:
                 out[cell] = res
     return out
-
-
-def _fmt(v: Optional[float], spec: str) -> str:
-    return "-" if v is None else format(v, spec)
 
 
 def print_table(args, best: dict[str, dict]) -> dict[str, float]:
@@ -582,8 +368,8 @@ def print_table(args, best: dict[str, dict]) -> dict[str, float]:
         if res is None:
             continue
         label = cell.replace("redis put", "redis SET").replace("redis get", "redis GET")
-        print(f"{label:12}{res['ops_per_sec']:>10,.0f}{_fmt(res['p50_ms'], '.2f'):>9}{_fmt(res['p99_ms'], '.2f'):>9}"
-              f"{res['errors']:>8}{_fmt(res['server_cpu_us_per_op'], ',.0f'):>12}{_fmt(res['client_cpu_us_per_op'], ',.0f'):>12}")
+        print(f"{label:12}{res['ops_per_sec']:>10,.0f}{fmt(res['p50_ms'], '.2f'):>9}{fmt(res['p99_ms'], '.2f'):>9}"
+              f"{res['errors']:>8}{fmt(res['server_cpu_us_per_op'], ',.0f'):>12}{fmt(res['client_cpu_us_per_op'], ',.0f'):>12}")
     ratio = {}
     for op in ("put", "get"):
         if f"ringkv {op}" in best and f"redis {op}" in best:
@@ -599,8 +385,8 @@ def print_table(args, best: dict[str, dict]) -> dict[str, float]:
         res = best.get(cell)
         if res is not None:
             label = cell.replace("redis put", "redis SET").replace("redis get", "redis GET")
-            print(f"{label:12}{_fmt(res['server_cpu_util'], '.2f'):>10}{_fmt(res['client_cpu_util'], '.2f'):>10}"
-                  f"{_fmt(res['other_cpu_util'], '.2f'):>10}")
+            print(f"{label:12}{fmt(res['server_cpu_util'], '.2f'):>10}{fmt(res['client_cpu_util'], '.2f'):>10}"
+                  f"{fmt(res['other_cpu_util'], '.2f'):>10}")
     print("server: the 3 nodes together, or redis-server; client: this process (the driver);"
           " others: every other process on the machine meanwhile (load that skews the figures)")
     return ratio
@@ -613,61 +399,52 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keys", type=int, default=10_000, help="number of keys (default: %(default)s)")
     ap.add_argument("--value-size", type=int, default=100, help="value size in bytes (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the phases, keep the best of each (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=42, help="random seed for keys and values (default: %(default)s)")
     ap.add_argument("--no-redis", action="store_true", help="run ringkv only")
     ap.add_argument("--setup", action="store_true", help="run benchmarks/setup_redis.sh if redis-server or redis-py is missing")
     ap.add_argument("--profile", nargs="?", const=DEFAULT_PROFILE_DIR, metavar="DIR",
                     help=f"py-spy the nodes and the client during the ringkv phases (default dir: {os.path.relpath(DEFAULT_PROFILE_DIR)})")
-    ap.add_argument("--json", nargs="?", const=DEFAULT_JSON, metavar="PATH",
-                    help=f"also write results as JSON (default path: {os.path.relpath(DEFAULT_JSON)})")
+    add_seed_and_json_options(ap, DEFAULT_JSON)
     args = ap.parse_args(argv)
     if args.keys < 1 or args.value_size < 0 or args.rounds < 1 or args.concurrency < 1 or args.seconds <= 0:
         ap.error("--keys, --rounds, --concurrency must be >= 1, --seconds > 0, --value-size >= 0")
 
     if args.profile and shutil.which("py-spy") is None:
         ap.error("--profile needs py-spy: pip install py-spy")
-    if not args.no_redis and _missing_tools():
+    if not args.no_redis and not redis_available()[0]:
         if args.setup:
             subprocess.run(["bash", SETUP], check=True)
             import importlib
             importlib.invalidate_caches()
-        if _missing_tools():
-            print(f"missing: {', '.join(_missing_tools())}. Install with: bash {os.path.relpath(SETUP)}"
+        ok, missing = redis_available()
+        if not ok:
+            print(f"missing: {missing}. Install with: bash {os.path.relpath(SETUP)}"
                   " (or run with --setup, or --no-redis for ringkv only)", file=sys.stderr)
             return 2
 
-    # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally below stops every child.
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupt)
-
     ks, vals, put_order, get_order = make_data(args.keys, args.value_size, args.seed)
-    workdir = tempfile.mkdtemp(prefix="ringkv-bench-cluster-")
-    cluster = Cluster(workdir)
-    redis_srv = RedisServer(workdir)
     rounds: list[dict] = [{} for _ in range(args.rounds)]
     profiler = None
     try:
-        print(f"starting {NODES} ringkv nodes" + ("" if args.no_redis else " and redis-server") + f" in {workdir} ...", flush=True)
-        cluster.start()
-        if not args.no_redis:
-            redis_srv.start()
-        if args.profile:
-            profiler = Profiler(args.profile, {**{f"node{i + 1}": pid for i, pid in enumerate(cluster.pids)}, "client": os.getpid()})
-        contenders: list = [RingkvContender(cluster, ks, vals)]
-        if not args.no_redis:
-            contenders.append(RedisContender(redis_srv, ks, vals, args.concurrency))
-        asyncio.run(run(args, contenders, put_order, get_order, rounds, profiler))
+        with run_directory("ringkv-bench-cluster-") as workdir, LocalCluster(workdir) as cluster:
+            redis_srv = RedisServer(workdir)
+            try:
+                print(f"starting {NODES} ringkv nodes" + ("" if args.no_redis else " and redis-server") + f" in {workdir} ...", flush=True)
+                cluster.start(NODES)
+                if not args.no_redis:
+                    redis_srv.start()
+                if args.profile:
+                    profiler = Profiler(args.profile, {**{f"node{i + 1}": pid for i, pid in enumerate(cluster.pids)}, "client": os.getpid()})
+                contenders: list = [RingkvContender(cluster, ks, vals)]
+                if not args.no_redis:
+                    contenders.append(RedisContender(redis_srv, ks, vals, args.concurrency))
+                asyncio.run(run(args, contenders, put_order, get_order, rounds, profiler))
+            finally:
+                if profiler is not None:
+                    profiler.stop()
+                redis_srv.stop()
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130
-    finally:
-        if profiler is not None:
-            profiler.stop()
-        redis_srv.stop()
-        cluster.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     best = _best(rounds)
     ratio = print_table(args, best)
@@ -687,40 +464,13 @@ def main(argv: list[str] | None = None) -> int:
             "keyspace": {"n": 3, "r": 2, "w": 2},
             "results": best,
             "ratio_ringkv_over_redis": ratio,
-            "env": {
-                "ringkv": ringkv.__version__,
-                "redis_py": _version("redis"),
-                "redis_server": _redis_server_version(),
-                "pyzmq": _version("pyzmq"),
-                "python": sys.version.split()[0],
-                "platform": platform.platform(),
-                "cpus": os.cpu_count(),
-                "profiled": bool(args.profile),
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
+            "env": describe_environment(
+                {"redis_py": package_version("redis"), "redis_server": redis_server_version(), "pyzmq": package_version("pyzmq")},
+                profiled=bool(args.profile),
+            ),
         }
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        print(f"results written to {args.json}")
+        write_json(doc, args.json)
     return 0
-
-
-def _version(dist: str) -> Optional[str]:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _redis_server_version() -> Optional[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        return None
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
-    m = re.search(r"v=(\S+)", out)
-    return m.group(1) if m else out.strip()
 
 
 if __name__ == "__main__":

@@ -14,10 +14,7 @@ Prints ops/s for each and the ratio ringkv/raw.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import json
 import os
-import platform
 import random
 import shutil
 import sys
@@ -28,6 +25,7 @@ from typing import Callable
 from rocksdict import Options, Rdict
 
 import ringkv
+from ringkv.benchtools import add_seed_and_json_options, describe_environment, package_version, write_json
 
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "embedded.json")
 
@@ -94,9 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keys", type=int, default=200_000, help="number of keys (default: %(default)s)")
     ap.add_argument("--value-size", type=int, default=100, help="value size in bytes (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=42, help="random seed for keys and values (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat and keep the best of each (default: %(default)s)")
-    ap.add_argument("--json", nargs="?", const=DEFAULT_JSON, metavar="PATH", help=f"also write results as JSON (default path: {os.path.relpath(DEFAULT_JSON)})")
+    add_seed_and_json_options(ap, DEFAULT_JSON)
     args = ap.parse_args(argv)
     if args.keys < 1 or args.value_size < 0 or args.rounds < 1:
         ap.error("--keys and --rounds must be >= 1, --value-size >= 0")
@@ -126,20 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             "params": {"keys": args.keys, "value_size": args.value_size, "seed": args.seed, "rounds": args.rounds},
             "ops_per_sec": best,
             "ratio_ringkv_over_raw": ratio,
-            "env": {
-                "ringkv": ringkv.__version__,
-                "rocksdict": importlib.metadata.version("rocksdict"),
-                "python": sys.version.split()[0],
-                "platform": platform.platform(),
-                "cpus": os.cpu_count(),
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
+            "env": describe_environment({"rocksdict": package_version("rocksdict")}),
         }
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        print(f"results written to {args.json}")
+        write_json(doc, args.json)
     return 0
 
 

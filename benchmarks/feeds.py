@@ -27,40 +27,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import time
 
 from rich.console import Console
 from rich.table import Table
 
 import ringkv
-from ringkv.ycsb import (
-    APPEND,
-    OPS,
-    UPDATE,
-    LocalCluster,
-    drive_async,
-    environment,
-    single_op,
-    wait_converged,
-)
+from ringkv.benchtools import LocalCluster, add_seed_and_json_options, environment, temporary_cluster, wait_converged, write_json
+from ringkv.ycsb import APPEND, UPDATE, drive_async, op_table, single_op
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_JSON = os.path.join(HERE, "results", "feeds.json")
 KEYSPACE = "bench"
-
-
-def _fns(**ops) -> list:
-    table = [None] * len(OPS)
-    for name, fn in ops.items():
-        table[OPS.index(name)] = fn
-    return table
 
 
 def _summary(res) -> dict:
@@ -92,9 +73,9 @@ async def cluster_part(args, cluster: LocalCluster, run_id: str) -> dict:
             await one.aappend(v)
 
         phases = [
-            ("put", _fns(update=put), UPDATE),
-            (f"append, {args.feeds} feeds", _fns(append=append_many), APPEND),
-            ("append, 1 feed", _fns(append=append_one), APPEND),
+            ("put", op_table(update=put), UPDATE),
+            (f"append, {args.feeds} feeds", op_table(append=append_many), APPEND),
+            ("append, 1 feed", op_table(append=append_one), APPEND),
         ]
         best: dict[str, dict] = {}
         for round_ in range(args.rounds):
@@ -114,7 +95,7 @@ async def cluster_part(args, cluster: LocalCluster, run_id: str) -> dict:
         async def fill(arg: int, v: bytes) -> None:
             await it_feed.aappend(v)
 
-        res = await drive_async(_fns(append=fill), single_op(APPEND, args.seed), values, 1e9, args.entries, args.concurrency)
+        res = await drive_async(op_table(append=fill), single_op(APPEND, args.seed), values, 1e9, args.entries, args.concurrency)
         if res.errors:
             raise RuntimeError(f"filling the feed failed: {dict(res.errors)}")
         rates = []
@@ -186,33 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--value-size", type=int, default=100, help="bytes per value / entry (default: %(default)s)")
     ap.add_argument("--entries", type=int, default=20_000, help="entries of the feed that is iterated (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=2, help="put/append rounds, best kept (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--json", nargs="?", const=DEFAULT_JSON, metavar="PATH", help=f"also write JSON (default path: {os.path.relpath(DEFAULT_JSON)})")
+    add_seed_and_json_options(ap, DEFAULT_JSON)
     args = ap.parse_args(argv)
     if min(args.concurrency, args.feeds, args.entries, args.rounds) < 1 or args.seconds <= 0:
         ap.error("--concurrency, --feeds, --entries, --rounds must be >= 1 and --seconds > 0")
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupt)
-
-    workdir = tempfile.mkdtemp(prefix="ringkv-bench-feeds-")
-    cluster = LocalCluster(workdir)
     run_id = f"feeds-{os.getpid()}"
     try:
-        print(f"starting 3 ringkv nodes in {workdir} ...", flush=True)
-        cluster.start(3)
-        res = asyncio.run(cluster_part(args, cluster, run_id))
-        cluster.stop()
-        raw_rate, raw_runs = raw_scan(os.path.join(workdir, "raw"), args.entries, args.value_size, b"iterate", args.seed)
-        emb = embedded_part(os.path.join(workdir, "embedded"), args.entries, args.value_size, args.seed)
+        with temporary_cluster("ringkv-bench-feeds-", 3) as (workdir, cluster):
+            res = asyncio.run(cluster_part(args, cluster, run_id))
+            cluster.stop()
+            raw_rate, raw_runs = raw_scan(os.path.join(workdir, "raw"), args.entries, args.value_size, b"iterate", args.seed)
+            emb = embedded_part(os.path.join(workdir, "embedded"), args.entries, args.value_size, args.seed)
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130
-    finally:
-        cluster.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     ph = res["phases"]
     put = ph["put"]["ops_per_sec"]
@@ -247,11 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         doc = {"benchmark": "feeds", "params": vars(args), "cluster": res, "raw_scan_entries_per_sec": raw_rate,
                "raw_scan_runs": raw_runs, "embedded": emb, "ratios": ratios, "env": environment()}
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        print(f"results written to {args.json}")
+        write_json(doc, args.json)
     return 0
 
 

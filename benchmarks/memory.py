@@ -23,29 +23,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import time
 
 from rich.console import Console
 from rich.table import Table
 
 import ringkv
-from ringkv.ycsb import (
-    OPS,
-    UPDATE,
-    LocalCluster,
-    OpSequence,
-    drive_async,
-    environment,
-    record_key,
-    wait_converged,
-)
+from ringkv.benchtools import LocalCluster, add_seed_and_json_options, environment, run_directory, wait_converged, write_json
+from ringkv.ycsb import UPDATE, OpSequence, drive_async, op_table, record_key
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_JSON = os.path.join(HERE, "results", "memory.json")
@@ -82,8 +70,7 @@ async def load(addr: str, keys: int, seconds: float, value_size: int, concurrenc
         async def put(i: int, v: bytes) -> None:
             await ks.aput(record_key(i), v)
 
-        fns = [None] * len(OPS)
-        fns[UPDATE] = put
+        fns = op_table(update=put)
         shown = [0.0]
 
         def progress(frac: float) -> None:
@@ -114,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--value-size", type=int, default=100, help="bytes per value (default: %(default)s)")
     ap.add_argument("--concurrency", type=int, default=128, help="puts in flight while loading (default: %(default)s)")
     ap.add_argument("--idle", type=float, default=10.0, help="seconds of sampling per measurement (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--json", nargs="?", const=DEFAULT_JSON, metavar="PATH", help=f"also write JSON (default path: {os.path.relpath(DEFAULT_JSON)})")
+    add_seed_and_json_options(ap, DEFAULT_JSON)
     args = ap.parse_args(argv)
     try:
         import psutil  # noqa: F401
@@ -123,38 +109,28 @@ def main(argv: list[str] | None = None) -> int:
         print("memory.py needs psutil: pip install -e '.[bench]'", file=sys.stderr)
         return 2
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupt)
-
-    workdir = tempfile.mkdtemp(prefix="ringkv-bench-memory-")
-    alone = LocalCluster(os.path.join(workdir, "alone"))
-    trio = LocalCluster(os.path.join(workdir, "trio"))
-    os.makedirs(alone.workdir)
-    os.makedirs(trio.workdir)
     doc: dict = {"benchmark": "memory", "params": vars(args)}
     try:
-        print("idle node, alone ...", flush=True)
-        alone.start(1)
-        doc["idle_alone"] = sample(alone.pids, args.idle)[0]
-        print("idle nodes in a 3-node cluster ...", flush=True)
-        trio.start(3)
-        asyncio.run(converge(trio.addrs))
-        doc["idle_cluster"] = sample(trio.pids, args.idle)
-        trio.stop()
-        print(f"loading up to {args.keys:,} keys for at most {args.load_seconds:g}s into the lone node ...", flush=True)
-        doc["load"] = asyncio.run(load(alone.addrs[0], args.keys, args.load_seconds, args.value_size, args.concurrency, args.seed))
-        print(f"loaded {doc['load']['keys']:,} keys in {doc['load']['seconds']:.0f}s; sampling ...", flush=True)
-        doc["loaded"] = sample(alone.pids, args.idle)[0]
-        alone.check_alive()
+        with run_directory("ringkv-bench-memory-") as workdir, \
+                LocalCluster(os.path.join(workdir, "alone")) as alone, LocalCluster(os.path.join(workdir, "trio")) as trio:
+            os.makedirs(alone.workdir)
+            os.makedirs(trio.workdir)
+            print("idle node, alone ...", flush=True)
+            alone.start(1)
+            doc["idle_alone"] = sample(alone.pids, args.idle)[0]
+            print("idle nodes in a 3-node cluster ...", flush=True)
+            trio.start(3)
+            asyncio.run(converge(trio.addrs))
+            doc["idle_cluster"] = sample(trio.pids, args.idle)
+            trio.stop()
+            print(f"loading up to {args.keys:,} keys for at most {args.load_seconds:g}s into the lone node ...", flush=True)
+            doc["load"] = asyncio.run(load(alone.addrs[0], args.keys, args.load_seconds, args.value_size, args.concurrency, args.seed))
+            print(f"loaded {doc['load']['keys']:,} keys in {doc['load']['seconds']:.0f}s; sampling ...", flush=True)
+            doc["loaded"] = sample(alone.pids, args.idle)[0]
+            alone.check_alive()
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130
-    finally:
-        alone.stop()
-        trio.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     con = Console(width=max(Console().width, 110))
     t = Table(title=f"ringkv serve process memory (MB; max over {args.idle:g}s of 0.5s samples), {os.cpu_count()} CPUs", title_justify="left")
@@ -173,11 +149,7 @@ def main(argv: list[str] | None = None) -> int:
               f" RSS growth {doc['loaded']['rss_max'] - doc['idle_alone']['rss_max']:.1f} MB", highlight=False)
     if args.json:
         doc["env"] = environment()
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        print(f"results written to {args.json}")
+        write_json(doc, args.json)
     return 0
 
 

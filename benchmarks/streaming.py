@@ -24,13 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from typing import Optional
 
@@ -38,29 +34,13 @@ from rich.console import Console
 from rich.table import Table
 
 import ringkv
-from ringkv.ycsb import (
-    OPS,
-    UPDATE,
-    LocalCluster,
-    OpSequence,
-    drive_async,
-    environment,
-    percentile,
-    record_key,
-    wait_converged,
-)
+from ringkv.benchtools import LocalCluster, add_seed_and_json_options, environment, temporary_cluster, wait_converged, write_json
+from ringkv.ycsb import UPDATE, OpSequence, drive_async, op_table, percentile, record_key
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_JSON = os.path.join(HERE, "results", "streaming.json")
 KEYSPACE = "bench"
 MB = 1024 * 1024
-
-
-def _fns(**ops) -> list:
-    table = [None] * len(OPS)
-    for name, fn in ops.items():
-        table[OPS.index(name)] = fn
-    return table
 
 
 class Probe:
@@ -121,7 +101,7 @@ async def load(ks, keys: int, value_size: int, concurrency: int, seed: int) -> d
             shown[0] = frac
             print(f"  loaded {frac:.0%}", flush=True)
 
-    res = await drive_async(_fns(update=put), OpSequence([UPDATE] * keys, list(range(keys))), values, 1e9, keys, concurrency,
+    res = await drive_async(op_table(update=put), OpSequence([UPDATE] * keys, list(range(keys))), values, 1e9, keys, concurrency,
                             lambda f: progress(f))
     if res.errors:
         raise RuntimeError(f"load failed: {dict(res.errors)}")
@@ -255,34 +235,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-concurrency", type=int, default=8, help="client requests in flight during the measurement (default: %(default)s)")
     ap.add_argument("--before", type=float, default=10.0, help="seconds of client load measured before the join (default: %(default)s)")
     ap.add_argument("--max-join", type=float, default=900.0, help="give up if the join takes longer (default: %(default)s s)")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--json", nargs="?", const=DEFAULT_JSON, metavar="PATH", help=f"also write JSON (default path: {os.path.relpath(DEFAULT_JSON)})")
+    add_seed_and_json_options(ap, DEFAULT_JSON)
     args = ap.parse_args(argv)
     if min(args.keys, args.load_concurrency, args.probe_concurrency) < 1 or args.before <= 0:
         ap.error("--keys, --load-concurrency, --probe-concurrency must be >= 1 and --before > 0")
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupt)
-
-    workdir = tempfile.mkdtemp(prefix="ringkv-bench-streaming-")
-    cluster = LocalCluster(workdir)
     try:
-        print(f"starting 3 ringkv nodes in {workdir} ...", flush=True)
-        cluster.start(3)
-        res = asyncio.run(cluster_part(args, cluster))
-        cluster.stop()
-        h = res["handoff"]
-        per_record = max(1, h["bytes"] // max(1, h["keys"]))
-        print(f"raw rocksdict scan + write of {h['keys']:,} records of {per_record} bytes ...", flush=True)
-        raw = raw_part(os.path.join(workdir, "raw"), h["keys"], per_record, args.seed)
+        with temporary_cluster("ringkv-bench-streaming-", 3) as (workdir, cluster):
+            res = asyncio.run(cluster_part(args, cluster))
+            cluster.stop()
+            h = res["handoff"]
+            per_record = max(1, h["bytes"] // max(1, h["keys"]))
+            print(f"raw rocksdict scan + write of {h['keys']:,} records of {per_record} bytes ...", flush=True)
+            raw = raw_part(os.path.join(workdir, "raw"), h["keys"], per_record, args.seed)
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130
-    finally:
-        cluster.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     h = res["handoff"]
     ratio = h["keys_per_sec"] / raw["keys_per_sec"]
@@ -312,11 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         doc = {"benchmark": "streaming", "params": vars(args), "cluster": res, "raw": raw, "ratio_handoff_over_raw": ratio, "env": environment()}
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        print(f"results written to {args.json}")
+        write_json(doc, args.json)
     return 0
 
 

@@ -35,24 +35,35 @@ import asyncio
 import bisect
 import collections
 import contextlib
-import importlib.metadata
 import itertools
-import json
 import os
-import platform
 import random
-import re
-import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional, Sequence
+
+from ringkv.benchtools import (
+    LocalCluster,
+    RedisServer,
+    ensure_redis,
+    environment,
+    fmt,
+    interrupt_on_signals,
+    machine_busy,
+    process_cpu,
+    read_line,
+    redis_available,
+    spawn,
+    stop_process,
+    tail,
+    wait_converged,
+    write_json,
+)
 
 __all__ = [
     "build_parser",
@@ -86,10 +97,18 @@ MIXES: dict[str, tuple[tuple[int, float], ...]] = {
     "C": ((READ, 1.0),),
     "F": ((READ, 0.5), (RMW, 0.5)),
 }
+
+
+def op_table(**ops: Callable) -> list[Optional[Callable]]:
+    """A table of callables indexed by op code, from ``name=fn`` (names from :data:`OPS`); None for the others."""
+    table: list[Optional[Callable]] = [None] * len(OPS)
+    for name, fn in ops.items():
+        table[OPS.index(name)] = fn
+    return table
+
+
 _SEQ_LEN = 1 << 17  # pre-drawn operations per phase, reused cyclically
 _VALUES = 256  # distinct values per run, reused cyclically
-_HERE = Path(__file__).resolve().parent
-SETUP_REDIS = _HERE.parent / "benchmarks" / "setup_redis.sh"
 
 
 # ---------------------------------------------------------------- key choice
@@ -233,34 +252,6 @@ def _ms(v: Optional[float]) -> Optional[float]:
     return None if v is None else v * 1e3
 
 
-def _machine_busy() -> Optional[float]:
-    """CPU-seconds the machine has been busy so far, all cores (None without psutil)."""
-    try:
-        import psutil
-    except ImportError:
-        return None
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
-
-
-def process_cpu(pids: Sequence[int]) -> Optional[float]:
-    """CPU-seconds used so far by ``pids`` (all threads; None without psutil or pids)."""
-    if not pids:
-        return None
-    try:
-        import psutil
-    except ImportError:
-        return None
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
-
-
 def _error_name(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:120]
 
@@ -278,7 +269,7 @@ def drive_sync(fns: Sequence[Optional[Callable]], seq: OpSequence, values: Seque
     codes, args, n = seq.codes, seq.args, len(seq.codes)
     limit = max_ops if max_ops is not None else 1 << 62
     pc = time.perf_counter
-    cpu0, busy0 = time.process_time(), _machine_busy()
+    cpu0, busy0 = time.process_time(), machine_busy()
     start = pc()
     stop = start + seconds
     j = 0
@@ -303,7 +294,7 @@ def drive_sync(fns: Sequence[Optional[Callable]], seq: OpSequence, values: Seque
         j += 1
     res.seconds = pc() - start
     res.client_cpu = time.process_time() - cpu0
-    busy1 = _machine_busy()
+    busy1 = machine_busy()
     res.machine_cpu = None if busy0 is None or busy1 is None else (busy1 - busy0) / res.seconds
     return res
 
@@ -346,7 +337,7 @@ async def drive_async(fns: Sequence[Optional[Callable[..., Awaitable]]], seq: Op
             if progress is not None:
                 progress(max((pc() - start) / seconds, res.ops / limit))
 
-    cpu0, busy0, srv0, oth0 = time.process_time(), _machine_busy(), process_cpu(pids), process_cpu(other_pids)
+    cpu0, busy0, srv0, oth0 = time.process_time(), machine_busy(), process_cpu(pids), process_cpu(other_pids)
     tick = asyncio.ensure_future(ticker())
     try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -355,7 +346,7 @@ async def drive_async(fns: Sequence[Optional[Callable[..., Awaitable]]], seq: Op
         await asyncio.gather(tick, return_exceptions=True)
     res.seconds = pc() - start
     res.client_cpu = time.process_time() - cpu0
-    busy1, srv1, oth1 = _machine_busy(), process_cpu(pids), process_cpu(other_pids)
+    busy1, srv1, oth1 = machine_busy(), process_cpu(pids), process_cpu(other_pids)
     res.machine_cpu = None if busy0 is None or busy1 is None else (busy1 - busy0) / res.seconds
     res.server_cpu = None if srv0 is None or srv1 is None else (srv1 - srv0) / res.seconds
     res.idle_servers_cpu = None if oth0 is None or oth1 is None else (oth1 - oth0) / res.seconds
@@ -614,227 +605,7 @@ class ZmqFloor(System):
         self.ctx.term()
 
 
-# ---------------------------------------------------------------- processes
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """In a child: get SIGTERM if the benchmark dies without cleaning up (Linux)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def _child_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("RINGKV_")}
-
-
-def spawn(cmd: list[str], log_path: str, stdout: Any = subprocess.DEVNULL, stdin: Any = subprocess.DEVNULL) -> subprocess.Popen:
-    """A child in its own session (a Ctrl-C reaches only us), SIGTERMed if we die."""
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            cmd, stdin=stdin, stdout=stdout, stderr=log, env=_child_env(), start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for f in (proc.stdout, proc.stdin):
-        if f is not None:
-            with contextlib.suppress(OSError):
-                f.close()
-
-
-def _tail(path: str, lines: int = 15) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def read_line(proc: subprocess.Popen, timeout: float) -> str:
-    """The next stdout line of ``proc``; '' if it exits or stays silent for ``timeout`` s."""
-    fd = proc.stdout.fileno()  # type: ignore[union-attr]
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return ""
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return ""
-        buf += chunk
-    return buf.decode(errors="replace").strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-_LISTENING = re.compile(r"ringkv node (\S+) listening on (\S+)")
-
-
-class LocalCluster:
-    """``ringkv serve`` processes on loopback in ``workdir``; the first starts alone, the others join it one at a time."""
-
-    def __init__(self, workdir: str, log_level: str = "warning") -> None:
-        self.workdir = workdir
-        self.log_level = log_level
-        self.procs: list[subprocess.Popen] = []
-        self.addrs: list[str] = []
-        self.ids: list[str] = []
-
-    def add_node(self, seed: Optional[str] = None, timeout: float = 60.0) -> int:
-        """Start one more node (joining through ``seed``, default the first node); returns its index."""
-        i = len(self.procs)
-        data = os.path.join(self.workdir, f"node{i + 1}")
-        log = self.log_path(i)
-        cmd = [sys.executable, "-m", "ringkv.cli.main", "serve", "--data-dir", data, "--listen", "tcp://127.0.0.1:0",
-               "--log-level", self.log_level]
-        seed = seed or (self.addrs[0] if self.addrs else None)
-        if seed:
-            cmd += ["--seed", seed]
-        proc = spawn(cmd, log, stdout=subprocess.PIPE)
-        self.procs.append(proc)
-        line = read_line(proc, timeout)
-        m = _LISTENING.fullmatch(line)
-        if not m:
-            raise RuntimeError(f"node {i + 1} did not start (printed {line!r}); its log:\n{_tail(log)}")
-        self.ids.append(m.group(1))
-        self.addrs.append(m.group(2))
-        return i
-
-    def start(self, size: int) -> "LocalCluster":
-        for _ in range(size):
-            self.add_node()
-        return self
-
-    def log_path(self, i: int) -> str:
-        return os.path.join(self.workdir, f"node{i + 1}.log")
-
-    def check_alive(self) -> None:
-        for i, p in enumerate(self.procs):
-            if p.poll() is not None:
-                raise RuntimeError(f"node {i + 1} exited with {p.returncode}; its log:\n{_tail(self.log_path(i))}")
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            stop_process(p)
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
-
-
-async def wait_converged(client: Any, addrs: Sequence[str], timeout: float = 90.0) -> None:
-    """Until every node at ``addrs`` sees all of them up and alive, and the client knows the ring."""
-    import ringkv
-
-    want = len(addrs)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    seen: object = None
-    while True:
-        ok = True
-        for addr in addrs:
-            try:
-                st = await client.astatus(addr)
-            except ringkv.errors.RingKVError as exc:
-                ok, seen = False, f"{addr}: {type(exc).__name__}: {exc}"
-                break
-            ms = [m for m in st["members"] if m["status"] not in ("left", "removed")]
-            if len(ms) != want or any(m["status"] != "up" or m["liveness"] != "alive" or not m["tokens"] for m in ms):
-                ok, seen = False, f"{addr} sees " + ", ".join(f"{m['node_id']} {m['status']}/{m['liveness']}" for m in ms)
-                break
-        if ok:
-            await client.refresh()
-            if len(client.ring()) == want:
-                return
-            seen = f"client ring has {len(client.ring())} members"
-        if loop.time() > deadline:
-            raise RuntimeError(f"the cluster did not converge within {timeout:g}s; last seen: {seen}")
-        await asyncio.sleep(0.2)  # bounded poll while gossip spreads the joins
-
-
-def redis_available() -> tuple[bool, str]:
-    """(True, "") when redis-server and redis-py are installed, else (False, what is missing)."""
-    missing = []
-    if shutil.which("redis-server") is None:
-        missing.append("redis-server")
-    try:
-        import redis.asyncio  # noqa: F401
-    except ImportError:
-        missing.append("redis-py")
-    return (not missing, ", ".join(missing))
-
-
-def ensure_redis(install: bool) -> tuple[bool, str]:
-    """Whether redis can be used; with ``install``, run benchmarks/setup_redis.sh first if needed."""
-    ok, missing = redis_available()
-    if ok or not install:
-        return ok, "" if ok else f"{missing} not installed (bash benchmarks/setup_redis.sh installs it)"
-    if not SETUP_REDIS.exists():
-        return False, f"{missing} not installed and {SETUP_REDIS} is not there"
-    proc = subprocess.run(["bash", str(SETUP_REDIS)], capture_output=True, text=True, check=False)
-    import importlib
-
-    importlib.invalidate_caches()
-    ok, missing = redis_available()
-    if ok:
-        return True, ""
-    why = (proc.stderr or proc.stdout).strip().splitlines()
-    return False, f"{missing} could not be installed: {why[-1] if why else 'setup_redis.sh failed'}"
-
-
-class RedisServer:
-    """One ``redis-server`` on a free loopback port, no persistence, in ``workdir``."""
-
-    def __init__(self, workdir: str) -> None:
-        self.workdir = workdir
-        self.proc: Optional[subprocess.Popen] = None
-        self.port = 0
-
-    def start(self) -> "RedisServer":
-        import redis
-
-        log = os.path.join(self.workdir, "redis.log")
-        for _ in range(5):  # a free port can be taken between probing and binding
-            self.port = free_port()
-            self.proc = spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", self.workdir, "--daemonize", "no", "--logfile", log], log)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    redis.Redis(port=self.port, socket_timeout=1).ping()
-                    return self
-                except redis.ConnectionError:
-                    time.sleep(0.05)  # until it listens
-            stop_process(self.proc)
-        raise RuntimeError(f"redis-server did not start; its log:\n{_tail(log)}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-
-    @property
-    def pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc is not None else []
+# ---------------------------------------------------------------- the pyzmq floor's server
 
 
 _ECHO_SERVER = """
@@ -871,45 +642,12 @@ class ZmqEcho:
         self.addr = read_line(self.proc, 20.0)
         if not self.addr:
             self.stop()
-            raise RuntimeError(f"the pyzmq echo server did not start: {_tail(log)}")
+            raise RuntimeError(f"the pyzmq echo server did not start: {tail(log)}")
         return self
 
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc, 5.0)
-
-
-# ---------------------------------------------------------------- environment
-
-
-def _version(dist: str) -> Optional[str]:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def environment() -> dict:
-    import ringkv
-
-    redis_server = None
-    exe = shutil.which("redis-server")
-    if exe:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
-        m = re.search(r"v=(\S+)", out)
-        redis_server = m.group(1) if m else out.strip()
-    return {
-        "ringkv": ringkv.__version__,
-        "rocksdict": _version("rocksdict"),
-        "pyzmq": _version("pyzmq"),
-        "redis_py": _version("redis"),
-        "redis_server": redis_server,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "loadavg_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
 
 
 # ---------------------------------------------------------------- the run
@@ -1025,13 +763,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    old = {}
-    if _in_main_thread():
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            old[sig] = signal.signal(sig, interrupt)
+    old = interrupt_on_signals() if _in_main_thread() else {}
     workdir = tempfile.mkdtemp(prefix="ringkv-bench-")
     cleanup: list[Callable[[], None]] = []
     display = _Display(args.quiet)
@@ -1055,11 +787,7 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print_report(doc)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        print(f"results written to {args.json}")
+        write_json(doc, args.json)
     if args.plot:
         try:
             plot(doc, args.plot)
@@ -1199,12 +927,17 @@ def _run(args: argparse.Namespace, kind: str, workloads: list[str], workdir: str
     return _doc(args, target, workloads, results, floor, baselines_note)
 
 
-def _run_phase_sync(systems: list[System], ph: Phase, values: list[bytes], args: argparse.Namespace, display: _Display) -> list[dict]:
-    out = []
+def _phase_plan(ph: Phase, args: argparse.Namespace) -> tuple[Optional[int], float, str]:
+    """A phase's operation limit, time limit and progress label (a load phase runs to its end)."""
     max_ops = len(ph.seq.codes) if ph.workload == "load" else args.ops
     seconds = 1e9 if ph.workload == "load" else args.duration
+    return max_ops, seconds, f"{ph.workload} {OPS[ph.seq.codes[0]] if ph.feed else ''}".strip()
+
+
+def _run_phase_sync(systems: list[System], ph: Phase, values: list[bytes], args: argparse.Namespace, display: _Display) -> list[dict]:
+    out = []
+    max_ops, seconds, label = _phase_plan(ph, args)
     for s in systems:
-        label = f"{ph.workload} {OPS[ph.seq.codes[0]] if ph.feed else ''}".strip()
         upd, done = display.task(f"{label}: {s.name}")
         res = drive_sync(s.fns(), ph.seq, values, seconds, max_ops, upd)
         done(res)
@@ -1214,10 +947,8 @@ def _run_phase_sync(systems: list[System], ph: Phase, values: list[bytes], args:
 
 async def _run_phase_async(systems: list[System], ph: Phase, values: list[bytes], args: argparse.Namespace, display: _Display) -> list[dict]:
     out = []
-    max_ops = len(ph.seq.codes) if ph.workload == "load" else args.ops
-    seconds = 1e9 if ph.workload == "load" else args.duration
+    max_ops, seconds, label = _phase_plan(ph, args)
     for s in systems:
-        label = f"{ph.workload} {OPS[ph.seq.codes[0]] if ph.feed else ''}".strip()
         upd, done = display.task(f"{label}: {s.name}")
         others = [p for o in systems if o is not s for p in o.pids]
         res = await drive_async(s.fns(), ph.seq, values, seconds, max_ops, args.concurrency, upd, s.pids, others)
@@ -1292,10 +1023,6 @@ def table_rows(results: list[dict], floor: Optional[dict]) -> list[dict]:
 # ---------------------------------------------------------------- output
 
 
-def _f(v: Optional[float], spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def _ms_text(v: Optional[float]) -> str:
     """Milliseconds with about three significant digits."""
     if v is None:
@@ -1335,16 +1062,16 @@ def print_report(doc: dict) -> None:
             label += f" ({p['scan_length']}/page)"
         cells = [row["workload"] if row["workload"] != prev else "", label]
         for figs in (ours, base):
-            cells += [_f(figs.get("ops_per_sec"), ",.0f"), _ms_text(figs.get("p50_ms")), _ms_text(figs.get("p95_ms")), _ms_text(figs.get("p99_ms"))]
-        cells.append(_f(row["ratio"], ".2f") + ("x" if row["ratio"] is not None else ""))
+            cells += [fmt(figs.get("ops_per_sec"), ",.0f"), _ms_text(figs.get("p50_ms")), _ms_text(figs.get("p95_ms")), _ms_text(figs.get("p99_ms"))]
+        cells.append(fmt(row["ratio"], ".2f") + ("x" if row["ratio"] is not None else ""))
         if doc.get("floor"):
-            cells.append(_f(row["ringkv_over_floor"], ".2f") + ("x" if row["ringkv_over_floor"] is not None else ""))
+            cells.append(fmt(row["ringkv_over_floor"], ".2f") + ("x" if row["ringkv_over_floor"] is not None else ""))
         table.add_row(*cells, end_section=False)
         prev = row["workload"]
     fl = doc.get("floor")
     if fl and fl["by_op"].get("roundtrip"):
         f = fl["by_op"]["roundtrip"]
-        cells = ["floor", "pyzmq round trip", "", "", "", "", _f(f["ops_per_sec"], ",.0f"), _ms_text(f["p50_ms"]),
+        cells = ["floor", "pyzmq round trip", "", "", "", "", fmt(f["ops_per_sec"], ",.0f"), _ms_text(f["p50_ms"]),
                  _ms_text(f["p95_ms"]), _ms_text(f["p99_ms"]), "", ""]
         table.add_row(*cells)
     console = Console(width=max(Console().width, 150))
@@ -1355,8 +1082,8 @@ def print_report(doc: dict) -> None:
     iters = [r for r in doc["rows"] if r["op"] == "iterate"]
     for r in iters:
         ours, base = r["ringkv"] or {}, r["baseline_figures"] or {}
-        console.print(f"feed iterate: ringkv {_f(ours.get('items_per_sec'), ',.0f')} entries/s, "
-                      f"{r['baseline'] or 'baseline'} {_f(base.get('items_per_sec'), ',.0f')} entries/s", highlight=False)
+        console.print(f"feed iterate: ringkv {fmt(ours.get('items_per_sec'), ',.0f')} entries/s, "
+                      f"{r['baseline'] or 'baseline'} {fmt(base.get('items_per_sec'), ',.0f')} entries/s", highlight=False)
     for note in doc.get("notes", []):
         console.print(note, highlight=False)
     if any(r.get("machine_cpu_util") is not None for r in doc["results"]):
@@ -1368,8 +1095,8 @@ def print_report(doc: dict) -> None:
             cpu.add_column(col, justify="left" if col in ("phase", "system") else "right")
         for r in doc["results"]:
             ph = r["workload"] + (" " + next(iter(r["by_op"])) if r["workload"] == "feed" and r["by_op"] else "")
-            cpu.add_row(ph, r["system"], _f(r.get("server_cpu_util"), ".2f"), _f(r.get("idle_servers_cpu_util"), ".2f"),
-                        _f(r.get("client_cpu_util"), ".2f"), _f(r.get("other_cpu_util"), ".2f"))
+            cpu.add_row(ph, r["system"], fmt(r.get("server_cpu_util"), ".2f"), fmt(r.get("idle_servers_cpu_util"), ".2f"),
+                        fmt(r.get("client_cpu_util"), ".2f"), fmt(r.get("other_cpu_util"), ".2f"))
         console.print(cpu)
         console.print("Load from other processes skews every figure: read the ratios with the 'others' column.", highlight=False)
 

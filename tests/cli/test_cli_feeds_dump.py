@@ -7,99 +7,70 @@ progress and table helpers of leave/remove/status are checked in-process.
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 
 import pytest
 
 import ringkv
 
-TIMEOUT = 60
-
-
-def run(*args: str, data_dir: str | None = None, input: bytes | None = None) -> subprocess.CompletedProcess:
-    """``ringkv [--data-dir D] ARGS...``; stdout/stderr also as text (``.out``/``.err``)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGKV_")}
-    argv = [sys.executable, "-m", "ringkv.cli.main"]
-    if data_dir is not None:
-        argv += ["--data-dir", data_dir]
-    proc = subprocess.run(argv + list(args), input=input, capture_output=True, env=env, timeout=TIMEOUT)
-    proc.out = proc.stdout.decode("utf-8", "replace")  # type: ignore[attr-defined]
-    proc.err = proc.stderr.decode("utf-8", "replace")  # type: ignore[attr-defined]
-    return proc
-
-
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, (proc.returncode, proc.err)
-    return proc
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, fragment: str = "") -> None:
-    assert proc.returncode == code, (proc.returncode, proc.out, proc.err)
-    assert proc.err.startswith("error: "), proc.err
-    assert proc.err.count("\n") == 1 and proc.err.endswith("\n"), proc.err
-    assert fragment in proc.err, proc.err
-
 
 # -- feeds -----------------------------------------------------------------------
 
 
-def test_feed_append_list_get_remove_length(data_dir):
+def test_feed_append_list_get_remove_length(data_dir, cli):
     with ringkv.open(data_dir) as db:
         ids = [db.feed("events").append(f"event {i}") for i in range(2)]
-    ids.append(ok(run("feed", "append", "events", "event 2", data_dir=data_dir)).out.strip())
+    ids.append(cli.ok(cli.run("feed", "append", "events", "event 2", data_dir=data_dir)).out.strip())
     assert all(len(i) == 26 for i in ids) and ids == sorted(ids)
     blob = bytes([0, 255, 1])
-    appended = json.loads(ok(run("feed", "append", "events", "--file", "-", "--json", input=blob, data_dir=data_dir)).out)
+    appended = json.loads(cli.ok(cli.run("feed", "append", "events", "--file", "-", "--json", input=blob, data_dir=data_dir)).out)
     assert appended["feed"] == "events" and appended["keyspace"] == "default"
     ids.append(appended["id"])
 
-    listed = json.loads(ok(run("feed", "list", "events", "--json", data_dir=data_dir)).out)
+    listed = json.loads(cli.ok(cli.run("feed", "list", "events", "--json", data_dir=data_dir)).out)
     assert [e["id"] for e in listed] == ids
     assert [e["data"] for e in listed[:3]] == ["event 0", "event 1", "event 2"]
     assert listed[3]["encoding"] == "base64" and listed[3]["data"] == "AP8B"
 
-    page = json.loads(ok(run("feed", "list", "events", "--reverse", "--limit", "2", "--after", ids[3], "--json", data_dir=data_dir)).out)
+    page = json.loads(cli.ok(cli.run("feed", "list", "events", "--reverse", "--limit", "2", "--after", ids[3], "--json", data_dir=data_dir)).out)
     assert [e["id"] for e in page] == [ids[2], ids[1]]
 
-    table = ok(run("feed", "list", "events", data_dir=data_dir)).out
+    table = cli.ok(cli.run("feed", "list", "events", data_dir=data_dir)).out
     assert all(i in table for i in ids) and "event 1" in table and "(binary, 3 bytes)" in table
 
-    got = json.loads(ok(run("feed", "get", "events", ids[1], "--json", data_dir=data_dir)).out)
+    got = json.loads(cli.ok(cli.run("feed", "get", "events", ids[1], "--json", data_dir=data_dir)).out)
     assert got == {"feed": "events", "keyspace": "default", "id": ids[1], "data": "event 1", "encoding": "utf-8", "prev_id": ids[0], "next_id": ids[2]}
-    human = ok(run("feed", "get", "events", ids[0], data_dir=data_dir)).out.splitlines()
+    human = cli.ok(cli.run("feed", "get", "events", ids[0], data_dir=data_dir)).out.splitlines()
     assert human == [f"id:   {ids[0]}", "data: event 0", "prev: (none: the first entry)", f"next: {ids[1]}"]
-    assert ok(run("feed", "get", "events", ids[3], "--raw", data_dir=data_dir)).stdout == blob
+    assert cli.ok(cli.run("feed", "get", "events", ids[3], "--raw", data_dir=data_dir)).stdout == blob
 
-    ok(run("feed", "remove", "events", ids[1], data_dir=data_dir))
-    ok(run("feed", "remove", "events", ids[1], data_dir=data_dir))  # idempotent
-    assert_one_line_error(run("feed", "get", "events", ids[1], data_dir=data_dir), 1, "not found")
-    assert ok(run("feed", "length", "events", data_dir=data_dir)).out.strip() == "3"
-    assert json.loads(ok(run("feed", "get", "events", ids[2], "--json", data_dir=data_dir)).out)["prev_id"] == ids[0]
+    cli.ok(cli.run("feed", "remove", "events", ids[1], data_dir=data_dir))
+    cli.ok(cli.run("feed", "remove", "events", ids[1], data_dir=data_dir))  # idempotent
+    cli.assert_one_line_error(cli.run("feed", "get", "events", ids[1], data_dir=data_dir), 1, "not found")
+    assert cli.ok(cli.run("feed", "length", "events", data_dir=data_dir)).out.strip() == "3"
+    assert json.loads(cli.ok(cli.run("feed", "get", "events", ids[2], "--json", data_dir=data_dir)).out)["prev_id"] == ids[0]
 
 
-def test_feed_trim_names_and_keyspaces(data_dir):
+def test_feed_trim_names_and_keyspaces(data_dir, cli):
     with ringkv.open(data_dir) as db:
         db.keyspace_create("logs")
         ids = [db.keyspace("logs").feed("app").append(f"line {i}") for i in range(5)]
         db.feed("other").append("x")
 
-    trimmed = json.loads(ok(run("feed", "trim", "app", "-k", "logs", "--before", ids[2], "--json", data_dir=data_dir)).out)
+    trimmed = json.loads(cli.ok(cli.run("feed", "trim", "app", "-k", "logs", "--before", ids[2], "--json", data_dir=data_dir)).out)
     assert trimmed == {"feed": "app", "keyspace": "logs", "removed": 2}
-    assert "removed 2 entries" in ok(run("feed", "trim", "app", "-k", "logs", "--keep-last", "1", data_dir=data_dir)).out
-    assert [e["id"] for e in json.loads(ok(run("feed", "list", "app", "-k", "logs", "--json", data_dir=data_dir)).out)] == [ids[4]]
-    assert json.loads(ok(run("feed", "length", "app", "-k", "logs", "--json", data_dir=data_dir)).out)["length"] == 1
+    assert "removed 2 entries" in cli.ok(cli.run("feed", "trim", "app", "-k", "logs", "--keep-last", "1", data_dir=data_dir)).out
+    assert [e["id"] for e in json.loads(cli.ok(cli.run("feed", "list", "app", "-k", "logs", "--json", data_dir=data_dir)).out)] == [ids[4]]
+    assert json.loads(cli.ok(cli.run("feed", "length", "app", "-k", "logs", "--json", data_dir=data_dir)).out)["length"] == 1
 
-    assert ok(run("feeds", "-k", "logs", data_dir=data_dir)).out.split() == ["app"]
-    assert json.loads(ok(run("feed", "names", "--json", data_dir=data_dir)).out) == {"keyspace": "default", "feeds": ["other"]}
-    assert_one_line_error(run("feed", "list", "app", "-k", "nope", data_dir=data_dir), 3, "does not exist")
-    assert run("feed", "trim", "app", "-k", "logs", data_dir=data_dir).returncode == 2  # --keep-last or --before
-    assert run("feed", "trim", "app", "--keep-last", "-1", data_dir=data_dir).returncode == 2
+    assert cli.ok(cli.run("feeds", "-k", "logs", data_dir=data_dir)).out.split() == ["app"]
+    assert json.loads(cli.ok(cli.run("feed", "names", "--json", data_dir=data_dir)).out) == {"keyspace": "default", "feeds": ["other"]}
+    cli.assert_one_line_error(cli.run("feed", "list", "app", "-k", "nope", data_dir=data_dir), 3, "does not exist")
+    assert cli.run("feed", "trim", "app", "-k", "logs", data_dir=data_dir).returncode == 2  # --keep-last or --before
+    assert cli.run("feed", "trim", "app", "--keep-last", "-1", data_dir=data_dir).returncode == 2
 
 
-def test_feed_bad_ids_are_one_line_errors(data_dir):
+def test_feed_bad_ids_are_one_line_errors(data_dir, cli):
     with ringkv.open(data_dir) as db:
         db.feed("f").append("x")
     for args in (
@@ -109,20 +80,20 @@ def test_feed_bad_ids_are_one_line_errors(data_dir):
         ("feed", "trim", "f", "--before", "!" * 26),
         ("feed", "follow", "f", "--after", "123", "--timeout", "1"),
     ):
-        assert_one_line_error(run(*args, data_dir=data_dir), 3, "bad entry id")
-    assert_one_line_error(run("feed", "get", "f", "0" * 26, data_dir=data_dir), 1, "not found")
-    assert_one_line_error(run("feed", "list", "f", data_dir=data_dir + "-missing"), 3, "does not exist")
-    assert run("feed", "append", "f", data_dir=data_dir).returncode == 2  # neither DATA nor --file
+        cli.assert_one_line_error(cli.run(*args, data_dir=data_dir), 3, "bad entry id")
+    cli.assert_one_line_error(cli.run("feed", "get", "f", "0" * 26, data_dir=data_dir), 1, "not found")
+    cli.assert_one_line_error(cli.run("feed", "list", "f", data_dir=data_dir + "-missing"), 3, "does not exist")
+    assert cli.run("feed", "append", "f", data_dir=data_dir).returncode == 2  # neither DATA nor --file
 
 
-def test_feed_follow_prints_entries_after_the_cursor_and_stops_at_the_timeout(data_dir):
+def test_feed_follow_prints_entries_after_the_cursor_and_stops_at_the_timeout(data_dir, cli):
     with ringkv.open(data_dir) as db:
         ids = [db.feed("f").append(f"e{i}") for i in range(3)]
-    proc = ok(run("feed", "follow", "f", "--after", ids[0], "--timeout", "0.5", data_dir=data_dir))
+    proc = cli.ok(cli.run("feed", "follow", "f", "--after", ids[0], "--timeout", "0.5", data_dir=data_dir))
     assert proc.out.splitlines() == [f"{ids[1]} e1", f"{ids[2]} e2"]
-    lines = ok(run("feed", "follow", "f", "--after", ids[1], "--timeout", "0.3", "--json", data_dir=data_dir)).out.splitlines()
+    lines = cli.ok(cli.run("feed", "follow", "f", "--after", ids[1], "--timeout", "0.3", "--json", data_dir=data_dir)).out.splitlines()
     assert [json.loads(line) for line in lines] == [{"id": ids[2], "data": "e2", "encoding": "utf-8"}]
-    assert ok(run("feed", "follow", "f", "--timeout", "0.3", data_dir=data_dir)).out == ""  # from the end: nothing new
+    assert cli.ok(cli.run("feed", "follow", "f", "--timeout", "0.3", data_dir=data_dir)).out == ""  # from the end: nothing new
 
 
 # -- dump / load -------------------------------------------------------------------
@@ -138,7 +109,7 @@ def _records(text: str) -> dict:
     return out
 
 
-def test_dump_load_round_trip(tmp_path):
+def test_dump_load_round_trip(tmp_path, cli):
     src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
     rng = random.Random(7)
     blob = bytes(rng.randrange(256) for _ in range(300))
@@ -156,45 +127,45 @@ def test_dump_load_round_trip(tmp_path):
         db.keyspace_create("copy")
 
     out_file = tmp_path / "dump.jsonl"
-    proc = ok(run("dump", "--output", str(out_file), data_dir=src))
+    proc = cli.ok(cli.run("dump", "--output", str(out_file), data_dir=src))
     assert "dumped 4 keys" in proc.out
     dumped = _records(out_file.read_text("utf-8"))
     assert set(dumped) == {"k0", "k1", "blob", "//4ta2V5"}  # k2 was deleted; the odd key is base64
     assert dumped["k0"] == {"key": "k0", "values": ["left", "right"], "encoding": "utf-8"}
     assert dumped["//4ta2V5"]["key_encoding"] == "base64"
     assert dumped["blob"]["encoding"] == "base64"
-    to_stdout = ok(run("dump", data_dir=src))
+    to_stdout = cli.ok(cli.run("dump", data_dir=src))
     assert _records(to_stdout.out) == dumped and "dumped 4 keys" in to_stdout.err
 
-    loaded = json.loads(ok(run("load", str(out_file), "--json", data_dir=dst)).out)
+    loaded = json.loads(cli.ok(cli.run("load", str(out_file), "--json", data_dir=dst)).out)
     assert loaded == {"keyspace": "default", "keys": 4, "values": 5}
-    assert _records(ok(run("dump", data_dir=dst)).out) == dumped
-    assert ok(run("get", "blob", "--raw", data_dir=dst)).stdout == blob
-    siblings = json.loads(ok(run("get", "k0", "--json", data_dir=dst)).out)
+    assert _records(cli.ok(cli.run("dump", data_dir=dst)).out) == dumped
+    assert cli.ok(cli.run("get", "blob", "--raw", data_dir=dst)).stdout == blob
+    siblings = json.loads(cli.ok(cli.run("get", "k0", "--json", data_dir=dst)).out)
     assert siblings["siblings"] and siblings["values"] == ["left", "right"]
 
     # into another keyspace, from stdin
-    ok(run("load", "-", "--keyspace", "copy", input=out_file.read_bytes(), data_dir=dst))
-    assert _records(ok(run("dump", "-k", "copy", data_dir=dst)).out) == dumped
+    cli.ok(cli.run("load", "-", "--keyspace", "copy", input=out_file.read_bytes(), data_dir=dst))
+    assert _records(cli.ok(cli.run("dump", "-k", "copy", data_dir=dst)).out) == dumped
 
 
-def test_dump_and_load_errors(tmp_path, data_dir):
+def test_dump_and_load_errors(tmp_path, data_dir, cli):
     with ringkv.open(data_dir) as db:
         db.put(b"a", b"b")
     for cmd in (("dump",), ("load", "x.jsonl")):
-        proc = run(*cmd, "--connect", "tcp://127.0.0.1:9")
-        assert_one_line_error(proc, 3, "of a cluster is not supported yet")
+        proc = cli.run(*cmd, "--connect", "tcp://127.0.0.1:9")
+        cli.assert_one_line_error(proc, 3, "of a cluster is not supported yet")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"key": "a", "values": ["1"]}\n{"key": "b", "values": "2"}\n')
-    assert_one_line_error(run("load", str(bad), data_dir=data_dir), 3, "line 2")
+    cli.assert_one_line_error(cli.run("load", str(bad), data_dir=data_dir), 3, "line 2")
     bad.write_text('{"key": "a", "values": ["@@"], "encoding": "base64"}\n')
-    assert_one_line_error(run("load", str(bad), data_dir=data_dir), 3, "base64")
-    assert_one_line_error(run("load", str(tmp_path / "missing.jsonl"), data_dir=data_dir), 3)
-    assert_one_line_error(run("load", str(bad), "-k", "nope", data_dir=data_dir), 3, "does not exist")
-    assert_one_line_error(run("dump", "-k", "nope", data_dir=data_dir), 3, "does not exist")
-    assert_one_line_error(run("dump", data_dir=str(tmp_path / "none")), 3, "does not exist")
+    cli.assert_one_line_error(cli.run("load", str(bad), data_dir=data_dir), 3, "base64")
+    cli.assert_one_line_error(cli.run("load", str(tmp_path / "missing.jsonl"), data_dir=data_dir), 3)
+    cli.assert_one_line_error(cli.run("load", str(bad), "-k", "nope", data_dir=data_dir), 3, "does not exist")
+    cli.assert_one_line_error(cli.run("dump", "-k", "nope", data_dir=data_dir), 3, "does not exist")
+    cli.assert_one_line_error(cli.run("dump", data_dir=str(tmp_path / "none")), 3, "does not exist")
     assert not (tmp_path / "none").exists()
-    assert run("dump").returncode == 2  # no database given
+    assert cli.run("dump").returncode == 2  # no database given
 
 
 # -- the other new verbs: usage ------------------------------------------------------
@@ -210,8 +181,8 @@ def test_dump_and_load_errors(tmp_path, data_dir):
         ("leave", "--no-wait"),  # no target
     ],
 )
-def test_usage_errors_exit_2(args, tmp_path):
-    proc = run(*args)
+def test_usage_errors_exit_2(args, tmp_path, cli):
+    proc = cli.run(*args)
     assert proc.returncode == 2, (proc.out, proc.err)
     assert "Traceback" not in proc.err
 
