@@ -808,8 +808,10 @@ async def process_scenario(cluster, kind: str, seed: int, seconds: float = 20.0,
         stop_at = loop.time() + seconds
         nem = nemesis(f, kind, random.Random(rng.random()), stop_at, log, interval)
         await _run_workload(clients[: wl.kv_clients], clients[wl.kv_clients:], wl, rec, rng, stop_at, (nem,))
+        crashed = cluster.unexpected_exits()
         names = {n.node_id: f"n{n.index}" for n in cluster.nodes}
         final = await settle(f, checker, wl, addrs, notes, mode=repair_mode, timeout=settle_timeout, names=names)
+        final.errors[:0] = crashed + cluster.unexpected_exits()
     finally:
         for c in [*clients, checker]:
             await c.aclose()

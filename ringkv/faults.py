@@ -652,6 +652,15 @@ class ProcessCluster:
             node.proc.send_signal(signal.SIGCONT)
             node.state = RUNNING
 
+    def unexpected_exits(self) -> list[str]:
+        """Nodes whose process ended without being killed here (a crash): name, status, log tail."""
+        out = []
+        for n in self.nodes:
+            if n.state != DEAD and n.proc is not None and n.proc.returncode is not None:
+                out.append(f"{n.name} ({n.node_id}) exited by itself with status {n.proc.returncode}; log tail:\n{n.log_tail(8)}")
+                n.state = DEAD
+        return out
+
     async def revive_all(self) -> None:
         """Resume paused nodes and restart dead ones."""
         for n in self.nodes:

@@ -166,6 +166,11 @@ class Transport:
         for opt, value in self._sockopts.items():
             sock.setsockopt(opt, value)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished peer fails loudly
+        # A peer's DEALER keeps its routing id across reconnects. Without handover,
+        # a reconnect that arrives before the old connection is torn down (this
+        # node was paused, e.g. SIGSTOP, longer than the heartbeat timeout) is
+        # refused as a duplicate id and that peer is never answered again.
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         try:
             sock.bind(listen)
         except zmq.ZMQError as exc:

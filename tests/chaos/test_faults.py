@@ -148,3 +148,39 @@ def test_a_real_transport_obeys_the_rules_only_when_enabled(tmp_path, monkeypatc
                 await t.stop()
 
     asyncio.run(main())
+
+
+def test_a_peer_reconnecting_with_its_routing_id_is_answered():
+    # What a paused (SIGSTOP) node meets on SIGCONT: a peer's DEALER reconnected
+    # with the same routing id while its old connection still looked alive.
+    import zmq
+
+    from ringkv.envelope import REQUEST, Codec, decode
+
+    async def main():
+        server = Transport("tcp://127.0.0.1:0", _handler)
+        await server.start()
+        ctx = zmq.Context()
+        codec = Codec()
+        frame = codec.frames([codec.part(REQUEST, 1, NodeStats.TYPE, None, codec.pack_body([]))])[0][0]
+        socks = []
+        try:
+            for _ in range(2):  # the second connects while the first is still there
+                s = ctx.socket(zmq.DEALER)
+                s.setsockopt(zmq.LINGER, 0)
+                s.setsockopt(zmq.ROUTING_ID, b"tcp://127.0.0.1:9#same.1")
+                s.connect(server.address)
+                socks.append(s)
+                s.send(frame)
+                deadline = asyncio.get_running_loop().time() + 3.0
+                while not s.poll(0):
+                    assert asyncio.get_running_loop().time() < deadline, "no answer on the reconnected routing id"
+                    await asyncio.sleep(0.01)  # let the server's loop run
+                assert decode(s.recv())[0].request_id == 1
+        finally:
+            for s in socks:
+                s.close(0)
+            ctx.term()
+            await server.stop()
+
+    asyncio.run(main())
