@@ -6,7 +6,6 @@ twice after a timeout (a second append would be a second entry).
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Optional
 
 from ringkv.errors import WrongType
@@ -41,7 +40,7 @@ class AsyncFeed(AsyncFeedAPI):
         return f"<AsyncFeed {self.name!r} in {self._keyspace!r}>"
 
     async def aappend(self, data, *, w: Optional[int] = None) -> str:
-        msg = FeedAppend(self._keyspace, self._feed, as_value(data, 1 << 30), _opt_count(w, "w"), False, uuid.uuid4().hex)
+        msg = FeedAppend(self._keyspace, self._feed, as_value(data, 1 << 30), _opt_count(w, "w"), False, self._client.request_id())
         reply = await self._client.call(msg, self._feed, idempotent=False)
         return format_id(reply.entry_id)  # type: ignore[attr-defined]
 

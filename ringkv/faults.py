@@ -286,8 +286,10 @@ class RulesNetwork:
     """Network faults between nodes through the rules file their injectors read.
 
     Nodes are named by index; :class:`ProcessCluster` sets :attr:`addr_of`.
-    Nodes in no group of a partition reach everyone (a bridge node). Clients
-    in the harness are never cut off: rules name node addresses only.
+    Nodes in no group of a partition reach everyone (a bridge node).
+    Partitions and slow links name node addresses only, so the harness's
+    clients are never cut off; loss applies to everything a node sends,
+    replies to clients included (as in the simulator).
     """
 
     kind = "injector"

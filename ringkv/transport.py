@@ -171,6 +171,12 @@ class Transport:
         # node was paused, e.g. SIGSTOP, longer than the heartbeat timeout) is
         # refused as a duplicate id and that peer is never answered again.
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # Heartbeats stay on the DEALERs (they decide whether a peer is
+        # reachable). On the ROUTER they are off: libzmq 4.3.5's heartbeat timer
+        # calls out_event() on connections whose input was stopped, which trips
+        # its `!_io_error` assertion (stream_engine_base.cpp) and aborts the
+        # process; the fault tests hit it when a peer was killed.
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 0)
         try:
             sock.bind(listen)
         except zmq.ZMQError as exc:
