@@ -9,28 +9,55 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from typing import AsyncIterator, Iterator, Optional
+from typing import AsyncIterator, Awaitable, Callable, Iterator, Optional
 
 from ringkv.errors import BadRequest, WrongType
 from ringkv.feeds.ids import format_id, parse_id
 
 __all__ = ["Entry", "Pager", "FeedAPI", "AsyncFeedAPI", "Page", "check_limit"]
 
-#: ``(entries as (raw id, data), cursor raw id or None, more)``
-Page = tuple[list[tuple[bytes, bytes]], Optional[bytes], bool]
+#: ``(raw ids, data of each, cursor raw id or None, more)``
+Page = tuple[list[bytes], list[bytes], Optional[bytes], bool]
 
-PAGE_SIZE = 256
+#: Entries asked for first; each next page is bigger, up to MAX_PAGE, so a
+#: short read stays cheap and a long one pays few round trips.
+FIRST_PAGE = 128
+MAX_PAGE = 2048
 
 
-@dataclass(frozen=True)
 class Entry:
-    """One feed entry. ``prev_id``/``next_id`` are set by ``get`` (linked-list navigation)."""
+    """One feed entry. ``prev_id``/``next_id`` are set by ``get`` (linked-list navigation).
 
-    id: str
-    data: bytes
-    prev_id: Optional[str] = None
-    next_id: Optional[str] = None
+    The printable ``id`` is made from the raw 16-byte id on first use: a
+    scan that only reads ``data`` never formats ids.
+    """
+
+    __slots__ = ("_id", "data", "prev_id", "next_id")
+
+    def __init__(self, id: str | bytes, data: bytes, prev_id: Optional[str] = None, next_id: Optional[str] = None) -> None:
+        self._id = id
+        self.data = data
+        self.prev_id = prev_id
+        self.next_id = next_id
+
+    @property
+    def id(self) -> str:
+        i = self._id
+        if type(i) is bytes:
+            i = self._id = format_id(i)
+        return i  # type: ignore[return-value]
+
+    def _key(self) -> tuple:
+        return (self.id, self.data, self.prev_id, self.next_id)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if isinstance(other, Entry) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Entry(id={self.id!r}, data={self.data!r}, prev_id={self.prev_id!r}, next_id={self.next_id!r})"
 
 
 def check_limit(limit: object) -> Optional[int]:
@@ -55,23 +82,28 @@ class Pager:
         self.reverse = bool(reverse)
         self.left = check_limit(limit)
         self.done = self.left == 0
+        self.size = FIRST_PAGE
 
     def request(self) -> tuple[Optional[bytes], bool, int]:
-        size = PAGE_SIZE if self.left is None else max(1, min(PAGE_SIZE, self.left))
+        size = self.size if self.left is None else max(1, min(self.size, self.left))
         return self.after, self.reverse, size
 
     def take(self, page: Page) -> list[Entry]:
-        entries, cursor, more = page
-        if self.left is not None:
-            entries = entries[: self.left]
-            self.left -= len(entries)
-        out = [Entry(format_id(eid), data) for eid, data in entries]
-        if entries:
-            self.after = entries[-1][0]
-        elif cursor is not None:
+        ids, datas, cursor, more = page
+        if self.left is not None and len(ids) >= self.left:
+            ids, datas = ids[: self.left], datas[: self.left]
+            self.left = 0
+            if ids:
+                cursor = ids[-1]  # stopped early: resume right after the last one taken
+        elif self.left is not None:
+            self.left -= len(ids)
+        if cursor is not None:
             self.after = cursor
+        elif ids:
+            self.after = ids[-1]
         self.done = self.left == 0 or not more
-        return out
+        self.size = min(self.size * 4, MAX_PAGE)
+        return list(map(Entry, ids, datas))
 
 
 class FeedAPI:
@@ -111,9 +143,21 @@ class FeedAPI:
         Any entry's ``id`` is a cursor: pass it as ``start`` to resume right after it.
         """
         pager = Pager(start, reverse, limit)
-        while not pager.done:
-            after, rev, size = pager.request()
-            yield from pager.take(self._page(after, rev, size, r))
+        if pager.done:
+            return
+        pending = self._start_page(*pager.request(), r)
+        try:
+            while pending is not None:
+                entries = pager.take(pending())
+                pending = None if pager.done else self._start_page(*pager.request(), r)
+                yield from entries
+        finally:
+            if pending is not None:
+                _cancel(pending)
+
+    def _start_page(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Callable[[], Page]:
+        """Begin fetching a page; the returned call gives it. Backends with a network prefetch here."""
+        return lambda: self._page(after, reverse, limit, r)
 
     def __iter__(self) -> Iterator[Entry]:
         return self.iterate()
@@ -151,6 +195,13 @@ class FeedAPI:
                 return
             else:
                 time.sleep(poll)  # polling interval of a tail -f, not a test wait
+
+
+def _cancel(pending: object) -> None:
+    """Drop a prefetched page nobody will read."""
+    cancel = getattr(pending, "cancel", None) or getattr(pending, "close", None)
+    if cancel is not None:
+        cancel()
 
 
 def _tail_id(entry: Optional[Entry]) -> Optional[str]:
@@ -198,10 +249,22 @@ class AsyncFeedAPI:
 
     async def aiterate(self, start: Optional[str] = None, reverse: bool = False, limit: Optional[int] = None, *, r: Optional[int] = None) -> AsyncIterator[Entry]:
         pager = Pager(start, reverse, limit)
-        while not pager.done:
-            after, rev, size = pager.request()
-            for entry in pager.take(await self._apage(after, rev, size, r)):
-                yield entry
+        if pager.done:
+            return
+        pending = await self._astart_page(*pager.request(), r)
+        try:
+            while pending is not None:
+                entries = pager.take(await pending)
+                pending = None if pager.done else await self._astart_page(*pager.request(), r)
+                for entry in entries:
+                    yield entry
+        finally:
+            if pending is not None:
+                _cancel(pending)
+
+    async def _astart_page(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Awaitable[Page]:
+        """Begin fetching a page; awaiting the result gives it. Backends with a network prefetch here."""
+        return self._apage(after, reverse, limit, r)
 
     def __aiter__(self) -> AsyncIterator[Entry]:
         return self.aiterate()

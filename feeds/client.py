@@ -6,7 +6,8 @@ twice after a timeout (a second append would be a second entry).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Awaitable, Callable, Optional
 
 from ringkv.errors import WrongType
 from ringkv.feeds.api import AsyncFeedAPI, FeedAPI, Page
@@ -45,8 +46,12 @@ class AsyncFeed(AsyncFeedAPI):
         return format_id(reply.entry_id)  # type: ignore[attr-defined]
 
     async def _apage(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Page:
-        reply = await self._client.call(FeedScan(self._keyspace, self._feed, after, reverse, limit, _opt_count(r, "r")), self._feed)
-        return [(e[0], e[1]) for e in reply.entries], reply.cursor, reply.more  # type: ignore[attr-defined]
+        return await (await self._astart_page(after, reverse, limit, r))
+
+    async def _astart_page(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Awaitable[Page]:
+        """Send the page request now: the next page is on its way while this one is read."""
+        call = self._client.start_call(FeedScan(self._keyspace, self._feed, after, reverse, limit, _opt_count(r, "r")), self._feed)
+        return _as_page(call)
 
     async def _aget(self, entry_id: bytes, r: Optional[int]):
         reply = await self._client.call(FeedGet(self._keyspace, self._feed, entry_id, _opt_count(r, "r")), self._feed)
@@ -60,9 +65,27 @@ class AsyncFeed(AsyncFeedAPI):
         return reply.count  # type: ignore[attr-defined]
 
 
+async def _as_page(call: Awaitable) -> Page:
+    reply = await call
+    return reply.ids, reply.data, reply.cursor, reply.more
+
+
 async def afeeds(client: "AsyncClient", keyspace: str) -> list[str]:
     reply = await client.call(FeedList(keyspace))
     return [name for name, _ in reply.feeds]  # type: ignore[attr-defined]
+
+
+class _Prefetched:
+    """A page being fetched on the client's loop; calling it waits for it."""
+
+    def __init__(self, fut: Future) -> None:
+        self._fut = fut
+
+    def __call__(self) -> Page:
+        return self._fut.result()
+
+    def cancel(self) -> None:
+        self._fut.cancel()
 
 
 class ClientFeed(FeedAPI, AsyncFeedAPI):
@@ -81,6 +104,11 @@ class ClientFeed(FeedAPI, AsyncFeedAPI):
 
     def _page(self, after, reverse, limit, r) -> Page:
         return self._runner.run(self._core._apage(after, reverse, limit, r))
+
+    def _start_page(self, after, reverse, limit, r) -> Callable[[], Page]:
+        """The request runs on the client's loop thread while this thread reads the current page."""
+        fut = self._runner.submit(self._core._apage(after, reverse, limit, r))
+        return _Prefetched(fut)
 
     def _get(self, entry_id, r):
         return self._runner.run(self._core._aget(entry_id, r))

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Optional
 from ringkv.feeds.api import AsyncFeedAPI, FeedAPI, Page
 from ringkv.feeds.ids import format_id, parse_id
 from ringkv.feeds.service import check_feed
-from ringkv.feeds.store import FeedStore, entry_data
+from ringkv.feeds.store import FeedStore, entry_data, page_of
 from ringkv.keys import as_optional_count, as_value
-from ringkv.quorum.tables import FEEDS_SUFFIX, Table, feed_entry_key, resolve_table, split_feed_key
+from ringkv.quorum.tables import FEEDS_SUFFIX, Table, feed_entry_key, resolve_table
 
 if TYPE_CHECKING:
     from ringkv.embedded import Database
@@ -57,10 +57,7 @@ class EmbeddedFeed(FeedAPI, AsyncFeedAPI):
         table = self._table
         if r is not None:
             as_optional_count(r, "r", table.info.n)
-        rows = self._store.scan(table, self._feed, after, reverse, limit)
-        entries = [(split_feed_key(k)[1], data) for k, rec in rows if (data := entry_data(rec)) is not None]
-        cursor = split_feed_key(rows[-1][0])[1] if rows else after
-        return entries, cursor, len(rows) >= limit
+        return page_of(*self._store.scan(table, self._feed, after, reverse, limit), after)
 
     def _neighbour(self, entry_id: bytes, reverse: bool) -> Optional[bytes]:
         for entry in self.iterate(format_id(entry_id), reverse, 1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ringkv.errors import ProtocolError
 from ringkv.wire import Message, check_pairs, message
 
 __all__ = [
@@ -21,6 +22,10 @@ __all__ = [
     "FeedReplicaLength",
     "FeedReplicaList",
 ]
+
+
+def _all_bytes(items: list) -> bool:
+    return set(map(type, items)) <= {bytes}
 
 
 @message("feed.append")
@@ -59,14 +64,20 @@ class FeedScan(Message):
 
 @message("feed.page")
 class FeedPage(Message):
-    """``entries``: ``[entry_id, data]``; ``cursor``: resume point; ``more``: not the end yet."""
+    """Live entries as parallel lists (``ids[i]`` holds ``data[i]``); ``cursor``: resume point; ``more``: not the end yet.
 
-    entries: list
+    Parallel lists rather than pairs: a page of thousands of entries is
+    checked with a few calls instead of a loop over every entry.
+    """
+
+    ids: list
+    data: list
     cursor: bytes | None
     more: bool
 
     def check(self) -> None:
-        check_pairs(self.entries, "feed.page")
+        if len(self.ids) != len(self.data) or not _all_bytes(self.ids) or not _all_bytes(self.data) or not set(map(len, self.ids)) <= {16}:
+            raise ProtocolError("feed.page: bad entries")
 
 
 @message("feed.get")
@@ -124,19 +135,28 @@ class FeedNames(Message):
 
 @message("feed.replica_scan")
 class FeedReplicaScan(Message):
+    """One replica's page; with ``digest`` only the page's digest comes back (a digest read)."""
+
     keyspace: str
     feed: bytes
     after: bytes | None
     reverse: bool
     limit: int
+    digest: bool = False
 
 
 @message("feed.replica_page")
 class FeedReplicaPage(Message):
-    """``entries``: ``[entry key, record bytes]`` incl. tombstones; ``full``: hit the limit."""
+    """``entries``: ``[entry key, record bytes]`` incl. tombstones (empty for a digest read); ``full``: hit a limit.
+
+    ``digest`` hashes the page as stored: replicas whose pages hash the same
+    hold the same records, so the coordinator needs one replica's entries
+    and the others' digests (Cassandra's digest reads).
+    """
 
     entries: list
     full: bool
+    digest: int = 0
 
     def check(self) -> None:
         check_pairs(self.entries, "feed.replica_page")

@@ -14,7 +14,9 @@ import asyncio
 import dataclasses
 from typing import Awaitable, Callable, Optional
 
+import msgpack
 from cachetools import TTLCache
+from xxhash import xxh3_64_intdigest
 
 from ringkv.codec import encode_record
 from ringkv.errors import BadRequest, QuorumError, RingKVError, TooLarge, Unavailable, WrongType
@@ -36,7 +38,7 @@ from ringkv.feeds.messages import (
     FeedReplicaScan,
     FeedScan,
 )
-from ringkv.feeds.store import FeedStore, entry_data
+from ringkv.feeds.store import FeedStore, entry_data, page_of
 from ringkv.keys import as_optional_count
 from ringkv.quorum.coordinator import Coordinator
 from ringkv.quorum.dvv import DVVSet, encode_context
@@ -48,7 +50,8 @@ from ringkv.wire import Message
 
 __all__ = ["FeedService", "check_feed", "MAX_PAGE", "merge_pages"]
 
-MAX_PAGE = 1000
+MAX_PAGE = 4096
+_packb = msgpack.Packer(use_bin_type=True).pack
 
 
 def check_feed(feed: object) -> bytes:
@@ -59,6 +62,11 @@ def check_feed(feed: object) -> bytes:
     if not 1 <= len(feed) <= MAX_FEED_NAME:
         raise BadRequest(f"feed name must be 1 to {MAX_FEED_NAME} bytes")
     return feed
+
+
+def page_digest(rows: list[tuple[bytes, bytes]]) -> int:
+    """A page's digest: equal digests mean the same keys holding the same record bytes."""
+    return xxh3_64_intdigest(_packb(rows))
 
 
 def merge_pages(pages: list[tuple[list[tuple[bytes, DVVSet]], bool]], reverse: bool) -> tuple[list[tuple[bytes, DVVSet]], Optional[bytes], bool]:
@@ -88,14 +96,18 @@ def merge_pages(pages: list[tuple[list[tuple[bytes, DVVSet]], bool]], reverse: b
 class FeedService:
     """Feed requests on one node, on top of its :class:`Coordinator`."""
 
-    def __init__(self, coordinator: Coordinator, store: FeedStore, ids: EntryIds, request: Callable[[str, Message, float], Awaitable[Message]]) -> None:
+    def __init__(self, coordinator: Coordinator, store: FeedStore, ids: EntryIds, request: Callable[[str, Message, float], Awaitable[Message]],
+                 flush: Callable[[], None] = lambda: None) -> None:
         self.c = coordinator
+        #: Sends queued requests now: the digest requests travel while this node scans its own page.
+        self._flush = flush
         self.store = store
         self.ids = ids
         self._request = request
         #: request id -> entry id already made: a repeated append stores one entry.
         self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
         coordinator.table_hooks[True] = store.length_extra
+        coordinator.stats.setdefault("feed_scan_merges", 0)
 
     def _table(self, keyspace: str) -> Table:
         return self.c.table(keyspace + FEEDS_SUFFIX)
@@ -182,20 +194,61 @@ class FeedService:
         return answers
 
     async def scan(self, msg: FeedScan, deadline: float) -> FeedPage:
+        """A page merged from R replicas.
+
+        Fast path: one replica (this node when it is one) sends its entries,
+        R-1 others only a digest of the same page; when the digests match the
+        page is served as stored, nothing is decoded or merged. Any mismatch
+        or failure falls back to full pages from R replicas, merged and
+        read-repaired.
+        """
         table = self._table(msg.keyspace)
         feed = check_feed(msg.feed)
         after = None if msg.after is None else _check_id(msg.after)
         limit = max(1, min(int(msg.limit), MAX_PAGE))
-        answers = await self._gather(
-            table, feed, msg.r,
-            lambda: self.replica_scan(FeedReplicaScan(msg.keyspace, feed, after, msg.reverse, limit)),
-            FeedReplicaScan(msg.keyspace, feed, after, msg.reverse, limit), deadline,
-        )
+        req = FeedReplicaScan(msg.keyspace, feed, after, msg.reverse, limit)
+        r = as_optional_count(msg.r, "r", table.info.n) or table.info.r
+        agreed = await self._digest_scan(table, feed, r, req, deadline)
+        if agreed is not None:
+            return FeedPage(*page_of(*agreed, after))
+        self.c.stats["feed_scan_merges"] += 1
+        answers = await self._gather(table, feed, r, lambda: self.replica_scan(req), req, deadline)
         pages = {node: ([(k, decode_record(raw)) for k, raw in a.entries], a.full) for node, a in answers.items()}  # type: ignore[union-attr]
         merged, cut, more = merge_pages(list(pages.values()), msg.reverse)
         self._repair(table, merged, pages, cut, msg.reverse)
-        entries = [[split_feed_key(k)[1], data] for k, rec in merged if (data := entry_data(rec)) is not None]
-        return FeedPage(entries, split_feed_key(cut)[1] if cut is not None else after, more)
+        live = [(split_feed_key(k)[1], data) for k, rec in merged if (data := entry_data(rec)) is not None]
+        return FeedPage([i for i, _ in live], [d for _, d in live], split_feed_key(cut)[1] if cut is not None else after, more)
+
+    async def _digest_scan(self, table: Table, feed: bytes, r: int, req: FeedReplicaScan, deadline: float) -> Optional[tuple[list, bool]]:
+        """``(rows, full)`` of one replica's page if R-1 others' digests match it; None otherwise."""
+        view = self.c.view
+        me = view.node_id
+        live = [n for n in view.walk(feed)[: table.info.n] if n == me or view.is_alive(n)]
+        if len(live) < r:
+            return None
+        source = me if me in live else live[0]
+        others = [n for n in live if n != source][: r - 1]
+        digest_req = dataclasses.replace(req, digest=True)
+        futs = [self.c._call_future(n, digest_req, deadline) for n in others]
+        self._flush()
+        try:
+            if source == me:
+                rows, full = self._scan_rows(req)
+                digest = page_digest(rows)
+            else:
+                page = await self.c._call(source, req, deadline)
+                rows, full, digest = page.entries, page.full, page.digest  # type: ignore[attr-defined]
+            for fut in futs:
+                if (await fut).digest != digest:  # type: ignore[attr-defined]
+                    return None
+            return rows, full
+        except RingKVError:
+            return None
+        finally:
+            for fut in futs:
+                if not fut.done():
+                    fut.cancel()
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def _repair(self, table: Table, merged, pages, cut, reverse: bool) -> None:
         """Send the merged record to replicas whose copy is missing or stale (background)."""
@@ -234,8 +287,8 @@ class FeedService:
         after: Optional[bytes] = eid
         while True:
             page = await self.scan(FeedScan(keyspace, feed, after, reverse, 16, r), deadline)
-            if page.entries:
-                return page.entries[0][0]
+            if page.ids:
+                return page.ids[0]
             if not page.more:
                 return None
             after = page.cursor
@@ -268,12 +321,17 @@ class FeedService:
 
     # -- replica side ------------------------------------------------------
 
-    def replica_scan(self, msg: FeedReplicaScan) -> FeedReplicaPage:
+    def _scan_rows(self, msg: FeedReplicaScan) -> tuple[list[tuple[bytes, bytes]], bool]:
         table = self._table(msg.keyspace)
         limit = max(1, min(int(msg.limit), MAX_PAGE))
         after = None if msg.after is None else _check_id(msg.after)
-        rows = self.store.scan(table, check_feed(msg.feed), after, msg.reverse, limit)
-        return FeedReplicaPage([[k, encode_record(rec)] for k, rec in rows], len(rows) >= limit)
+        return self.store.scan(table, check_feed(msg.feed), after, msg.reverse, limit)
+
+    def replica_scan(self, msg: FeedReplicaScan) -> FeedReplicaPage:
+        rows, full = self._scan_rows(msg)
+        if msg.digest:
+            return FeedReplicaPage([], full, page_digest(rows))
+        return FeedReplicaPage([[k[8:], v] for k, v in rows], full, page_digest(rows))
 
     def replica_length(self, msg: FeedReplicaLength) -> FeedCount:
         table = self._table(msg.keyspace)

@@ -11,15 +11,17 @@ from __future__ import annotations
 import threading
 from typing import Optional
 
-from ringkv.codec import decode_record
+from ringkv.codec import live_value, live_values
 from ringkv.quorum.dvv import DVVSet
 from ringkv.quorum.replica import Extra
 from ringkv.quorum.tables import ENTRY_ID_LEN, Table, feed_prefix, split_feed_key
 from ringkv.storage import META_CF, Storage
 
-__all__ = ["FeedStore", "entry_data"]
+__all__ = ["FeedStore", "entry_data", "page_of", "PAGE_BYTES"]
 
 _LEN = b"feedlen:"
+#: Bytes of records a page stops at (a page of big entries stays a modest message).
+PAGE_BYTES = 1 << 20
 
 
 def entry_data(rec: Optional[DVVSet]) -> Optional[bytes]:
@@ -30,15 +32,24 @@ def entry_data(rec: Optional[DVVSet]) -> Optional[bytes]:
     not see the append (a sloppy-quorum append held by fallbacks while the
     remove read the owners leaves both as concurrent siblings).
     """
-    if rec is None:
-        return None
-    data = None
-    for e in rec.entries:
-        if e[3] is None:
-            return None
-        if data is None:
-            data = e[3]
-    return data
+    return None if rec is None else live_value(rec.entries)
+
+
+def page_of(rows: list[tuple[bytes, bytes]], full: bool, after: Optional[bytes]) -> tuple[list[bytes], list[bytes], Optional[bytes], bool]:
+    """A client page ``(ids, data, cursor, more)`` from one replica's ``(storage key, record)`` rows.
+
+    Removed entries are left out, but the cursor passes them, so the next
+    page starts after the last row seen.
+    """
+    if not rows:
+        return [], [], after, False
+    values = live_values([v for _, v in rows])
+    if None in values:
+        kept = [(k, d) for (k, _), d in zip(rows, values) if d is not None]
+        ids, datas = [k[-ENTRY_ID_LEN:] for k, _ in kept], [d for _, d in kept]
+    else:
+        ids, datas = [k[-ENTRY_ID_LEN:] for k, _ in rows], values
+    return ids, datas, rows[-1][0][-ENTRY_ID_LEN:], full  # type: ignore[return-value]
 
 
 def _live(rec: Optional[DVVSet]) -> bool:
@@ -90,8 +101,14 @@ class FeedStore:
         b.delete_range(META_CF, prefix, prefix[:-1] + b"\x01")
         self.storage.write(b, sync=True)
 
-    def scan(self, table: Table, feed: bytes, after: Optional[bytes], reverse: bool, limit: int) -> list[tuple[bytes, DVVSet]]:
-        """Up to ``limit`` ``(entry key, record)`` pairs after ``after`` (exclusive), tombstones included."""
+    def scan(self, table: Table, feed: bytes, after: Optional[bytes], reverse: bool, limit: int,
+             max_bytes: int = PAGE_BYTES) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """``([(storage key, record bytes)], full)`` after ``after`` (exclusive), tombstones included.
+
+        Records are returned as stored: a replica ships them without decoding,
+        and equal replicas are recognised by comparing bytes. A page holds at
+        most ``limit`` entries and stops once ``max_bytes`` of records are in it.
+        """
         prefix = feed_prefix(feed)
         lo, hi = prefix, prefix + b"\xff" * (ENTRY_ID_LEN + 1)
         if after is not None:
@@ -99,9 +116,4 @@ class FeedStore:
                 hi = prefix + after
             else:
                 lo = prefix + after + b"\x00"
-        out = []
-        for skey, raw in self.storage.scan(table.cf, lo, hi, reverse=reverse, chunk=limit):
-            out.append((skey[8:], decode_record(raw)))
-            if len(out) >= limit:
-                break
-        return out
+        return self.storage.scan_page(table.cf, lo, hi, reverse=reverse, limit=limit, max_bytes=max_bytes)

@@ -193,6 +193,34 @@ class AsyncClient:
             raise Timeout(f"no answer within {total:g}s (last tried {target}); the outcome is unknown") from None
         raise last
 
+    def start_call(self, msg: Message, key: Optional[bytes] = None) -> Awaitable[Message]:
+        """:meth:`call` for a read, its first send queued and flushed before this returns.
+
+        A reader that prefetches its next page uses it: the request travels
+        while the current page is being consumed, even if the consumer does
+        not return to the loop until then.
+        """
+        if self._closed:
+            raise ClosedError("client is closed")
+        self._maybe_refresh()
+        candidates = self._candidates(key)
+        if not candidates or self._transport is None:
+            return self.call(msg, key)
+        budget = self.timeout if len(candidates) == 1 else min(self.timeout, max(1.0, self.timeout / 2))
+        first = self._transport.request_future(candidates[0], msg, budget)
+        first.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._transport.flush()
+        return self._finish_call(first, msg, key)
+
+    async def _finish_call(self, first: asyncio.Future, msg: Message, key: Optional[bytes]) -> Message:
+        try:
+            return await first
+        except QuorumError:
+            raise
+        except _RETRY_ON:
+            self._refreshed = -1e9
+            return await self.call(msg, key)
+
     # -- API -------------------------------------------------------------
 
     def keyspace(self, name: str) -> "AsyncKeyspace":
@@ -316,6 +344,10 @@ class _Runner:
         if asyncio.get_running_loop() is self.loop:
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))  # type: ignore[arg-type]
+
+    def submit(self, coro: Awaitable[T]) -> Future:
+        """Start ``coro`` on the loop; the caller collects it later (a prefetch)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
 
     def close(self) -> None:
         if self._thread is not None:

@@ -237,7 +237,8 @@ class NodeServer:
             max_value_size=cfg.store.max_value_size, max_key_size=cfg.store.max_key_size,
             request_future=getattr(self.transport, "request_future", None),
         )
-        self.feeds = FeedService(self.coordinator, FeedStore(storage), EntryIds(self.node_id, replica.hlc), self.transport.request)
+        self.feeds = FeedService(self.coordinator, FeedStore(storage), EntryIds(self.node_id, replica.hlc), self.transport.request,
+                                 getattr(self.transport, "flush", lambda: None))
         self.repair = install_repair(self)
         self.elastic = Elastic(self)
         self._rebuild_ring()

@@ -187,6 +187,9 @@ class SimTransport:
         budget = None if deadline is None else max(0, int((deadline - asyncio.get_running_loop().time()) * 1000))
         return self._codec.part(kind, rid, msg.TYPE, budget, self._codec.pack_body(msg.to_body()))
 
+    def flush(self) -> None:
+        """Nothing waits for a loop turn here: requests are scheduled when made."""
+
     def request_future(self, addr: str, msg: wire.Message, timeout: float) -> asyncio.Future:
         return asyncio.ensure_future(self.request(addr, msg, timeout))
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from itertools import islice
+from itertools import chain, islice
+from operator import itemgetter
 from typing import Iterator, Optional
 
 from rocksdict import (
@@ -247,6 +248,41 @@ class Storage:
                 hi = last
             else:
                 lo = last + b"\x00"
+
+    def scan_page(self, cf: str, start: bytes, end: bytes, *, reverse: bool = False, limit: int, max_bytes: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """One page of ``start <= key < end``: at most ``limit`` items and about ``max_bytes`` of values.
+
+        Returns ``(items, full)``; ``full`` means the page stopped at a bound,
+        not at the end of the range. At least one item is returned when there
+        is one, whatever its size, so a page always makes progress.
+        """
+        ro = ReadOptions()
+        if not reverse:
+            ro.set_iterate_upper_bound(end)
+        items: list[tuple[bytes, bytes]] = []
+        size = 0
+        step = 16  # rows read per call into C; shrinks for big values so a page overshoots little
+        with _rocks_errors("scan"):
+            if reverse:
+                it = self.cf(cf).items(backwards=True, from_key=end, read_opt=ro)
+                first = next(it, None)
+                it = chain([first] if first is not None and first[0] < end else [], it)
+            else:
+                it = self.cf(cf).items(from_key=start, read_opt=ro)
+            while True:
+                want = min(step, limit - len(items))
+                chunk = list(islice(it, want))
+                if reverse and chunk and chunk[-1][0] < start:
+                    chunk = [kv for kv in chunk if kv[0] >= start]
+                    items += chunk
+                    return items, False
+                items += chunk
+                if len(chunk) < want:
+                    return items, False
+                size += sum(map(len, map(itemgetter(1), chunk)))
+                if size >= max_bytes or len(items) >= limit:
+                    return items, True
+                step = max(1, min(256, (max_bytes - size) * len(items) // (2 * size or 1)))
 
     def scan_hash_range(self, cf: str, lo: int, hi: int, **kw) -> Iterator[tuple[bytes, bytes]]:
         """Items whose key hash ``h`` satisfies ``lo <= h < hi`` (``hi`` may be 2**64)."""

@@ -384,6 +384,12 @@ class Transport:
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
 
+    def flush(self) -> None:
+        """Send what is queued now rather than at the end of this loop turn."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()
+
     def _flush(self) -> None:
         """Send everything queued this loop turn, one frame per destination."""
         self._flush_handle = None

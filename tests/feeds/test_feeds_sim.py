@@ -114,3 +114,44 @@ def test_appends_and_removes_under_partitions_converge_to_one_order(tmp_path, se
     assert acked - maybe_removed <= set(final), f"seed={seed}: acknowledged entries missing"
     assert not (set(final) & removed), f"seed={seed}: removed entries came back"
     assert all(v == views[0] for v in views), f"seed={seed}: replicas disagree"
+
+
+def test_agreeing_replicas_are_read_by_digest_and_a_stale_one_is_merged_and_repaired(tmp_path):
+    """A page is served from one replica's bytes when the others' digests match;
+    a replica missing entries forces a full merge that returns them and repairs it."""
+    from ringkv.feeds.ids import parse_id
+    from ringkv.quorum.tables import feed_prefix
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=11).start()
+        try:
+            client = await cluster.client(0)
+            feed = client.feed("digest")
+            for i in range(600):
+                await feed.aappend(b"e%d" % i)
+            ids = await _all_ids(feed)
+            merges = lambda: sum(s.coordinator.stats["feed_scan_merges"] for s in cluster.servers)  # noqa: E731
+            clean = merges()
+            # the coordinator of the feed (its first replica) loses 40 entries' records
+            ring = cluster.servers[0].ring
+            first = ring.preference_list(b"digest", 3)[0]
+            server = next(s for s in cluster.servers if s.node_id == first)
+            cf = server.storage.cf("fd.default")
+            lost = ids[100:140]
+            for eid in lost:
+                cf.delete(feed_prefix(b"digest") + parse_id(eid))
+            again = await _all_ids(feed)
+            after_merge = merges()
+            third = await _all_ids(feed)
+            local = [(k, v) for k, v in server.storage.scan("fd.default", feed_prefix(b"digest"), feed_prefix(b"digest") + b"\xff" * 17)]
+            return ids, clean, again, after_merge, third, merges(), len(local)
+        finally:
+            await cluster.stop()
+
+    ids, clean, again, after_merge, third, final_merges, local = run_virtual(main())
+    assert len(ids) == 600 and ids == sorted(ids)
+    assert clean == 0, "agreeing replicas should need no merge"
+    assert again == ids, "entries one replica lost must come from the other"
+    assert after_merge > 0
+    assert local == 600, "the stale replica is read-repaired"
+    assert third == ids and final_merges == after_merge, "once repaired, pages agree by digest again"

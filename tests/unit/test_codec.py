@@ -49,7 +49,10 @@ def test_truncated_and_mutated_records_raise_only_corrupt_record(data):
     "payload",
     [
         b"",
-        b"\x02" + msgpack.packb([{}, []]),  # unknown format version
+        b"\x07" + msgpack.packb([{}, []]),  # unknown format version
+        b"\x02\x00\x00\x00\x09" + msgpack.packb([{}, "a.1", 1, 1]),  # single-value header longer than the record
+        b"\x02\x00\x00\x00\x04" + msgpack.packb([{}, "a.1", 1]) + b"v",  # header too short
+        b"\x02\x00\x00",  # truncated length
         b"\x01" + msgpack.packb([{}, [["a.1", 1, 1, 5]]]),  # int value
         b"\x01" + msgpack.packb([{}, [["a.1", "x", 1, b"v"]]]),  # str counter
         b"\x01" + msgpack.packb([[], []]),  # clock not a map
@@ -59,3 +62,22 @@ def test_truncated_and_mutated_records_raise_only_corrupt_record(data):
 def test_known_bad_records(payload):
     with pytest.raises(CorruptRecord):
         decode_record(payload)
+
+
+@given(st.lists(st.tuples(st.dictionaries(st.sampled_from(["a.1", "b.2"]), st.integers(0, 2**40)), entries), max_size=20))
+def test_live_values_match_record_by_record_decoding(records):
+    """The scan fast path gives each record's live value exactly as a full decode does."""
+    from ringkv.codec import FORMAT_ONE, live_value, live_values
+
+    raws = [encode_record(DVVSet(clock, ents)) for clock, ents in records]
+    for raw, (_, ents) in zip(raws, records):
+        assert (raw[0] == FORMAT_ONE) == (len(ents) == 1 and ents[0][3] is not None)
+    assert live_values(raws) == [live_value(decode_record(r).entries) for r in raws]
+
+
+def test_live_values_name_a_corrupt_record():
+    from ringkv.codec import live_values
+
+    good = encode_record(DVVSet({"a.1": 1}, [("a.1", 1, 5, b"v")]))
+    with pytest.raises(CorruptRecord):
+        live_values([good, b"\x02\x00\x00\x00\x09" + msgpack.packb([{}, "a.1", 1, 1])])
