@@ -38,6 +38,8 @@ def _node_options(p: argparse.ArgumentParser, *, seed_required: bool = False, re
     if replace:
         p.add_argument("--replace", metavar="NODE_ID", help="take over a dead member: its tokens, and its data streamed from the surviving replicas")
     p.add_argument("--stream-mb-per-s", type=float, metavar="MB", help="cap on the bandwidth of range streaming (join, leave, replace, re-replication)")
+    p.add_argument("--fsync", action="store_true",
+                   help="acknowledge writes only once they are on disk (survive power loss); writes of one loop turn share one fsync")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="stderr log level (default: %(default)s)")
 
 
@@ -90,6 +92,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         extra["replace"] = args.replace
     if args.stream_mb_per_s:
         extra["stream_mb_per_s"] = args.stream_mb_per_s
+    if args.fsync:
+        extra["fsync"] = True
     node = ringkv.Node(data_dir, listen=args.listen, seeds=args.seed, node_id=args.node_id, vnodes=args.vnodes, join_wait=args.join_wait, **extra)
     return asyncio.run(serve(node))
 

@@ -88,7 +88,8 @@ class Pager:
         size = self.size if self.left is None else max(1, min(self.size, self.left))
         return self.after, self.reverse, size
 
-    def take(self, page: Page) -> list[Entry]:
+    def take(self, page: Page) -> Iterator[Entry]:
+        """Advance past ``page``; its entries are made as they are consumed (after the next request is out)."""
         ids, datas, cursor, more = page
         if self.left is not None and len(ids) >= self.left:
             ids, datas = ids[: self.left], datas[: self.left]
@@ -103,7 +104,7 @@ class Pager:
             self.after = ids[-1]
         self.done = self.left == 0 or not more
         self.size = min(self.size * 4, MAX_PAGE)
-        return list(map(Entry, ids, datas))
+        return map(Entry, ids, datas)
 
 
 class FeedAPI:

@@ -78,6 +78,7 @@ class LocalReplica:
                 rec = (update_lww if lww else update)(local, context, value, self.actor, ts)
             if extra is None and not self.observers:
                 table.put(skey, encode_record(rec), self.storage.write_options)
+                self.storage.durable()
             else:
                 self._store(cf, skey, raw, encode_record(rec), extra, local, rec)
         return rec

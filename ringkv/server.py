@@ -208,6 +208,9 @@ class NodeServer:
         phase = (storage.meta_get(_PHASE) or b"").decode()
         self._rng = random.Random(cfg.seed)
         self.transport = self._make_transport(cfg.listen, self._handle)
+        if cfg.store.fsync and hasattr(self.transport, "before_send"):
+            storage.defer_sync()  # group commit: one fsync per loop turn, before its replies leave
+            self.transport.before_send = storage.sync_wal
         await self.transport.start()
         self.address = self.transport.address or cfg.listen
         if not tokens and cfg.seeds and not cfg.replace:

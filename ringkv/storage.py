@@ -112,10 +112,17 @@ class Storage:
         for name in wanted:
             self._cfs[name] = self._db.get_column_family(name)
             self._handles[name] = self._db.get_column_family_handle(name)
+        # Writes never sync one by one: with ``fsync`` on, :meth:`durable` (or
+        # the owner, see :meth:`defer_sync`) syncs the WAL once for all writes
+        # made so far: group commit.
         self._wopts = WriteOptions()
-        self._wopts.sync = self.options.fsync
-        #: Write options honouring ``fsync``, for hot paths writing to ``cf()`` directly.
+        #: Write options for hot paths writing to ``cf()`` directly; call :meth:`durable` after.
         self.write_options = self._wopts
+        self._sync_each = self.options.fsync
+        self._synced_seq = 0
+        self._sync_lock = threading.Lock()
+        #: WAL fsyncs done (each covers every write before it).
+        self.wal_syncs = 0
         self._closed = False
 
     def _cf_options(self) -> Options:
@@ -180,26 +187,61 @@ class Storage:
     def put(self, cf: str, key: bytes, value: bytes) -> None:
         with _rocks_errors("write"):
             self.cf(cf).put(key, value, self._wopts)
+        self.durable()
 
     def delete(self, cf: str, key: bytes) -> None:
         with _rocks_errors("delete"):
             self.cf(cf).delete(key, self._wopts)
+        self.durable()
 
     def batch(self) -> Batch:
         self._check_open()
         return Batch(self)
 
     def write(self, batch: Batch, sync: bool | None = None) -> None:
-        """Apply a batch atomically; ``sync`` overrides the fsync option."""
+        """Apply a batch atomically; ``sync=True`` makes it durable now whatever the fsync option."""
         if batch.count == 0:
             return
-        wopts = self._wopts
-        if sync is not None and sync != self.options.fsync:
-            wopts = WriteOptions()
-            wopts.sync = sync
         with _rocks_errors("write"):
-            self._db.write(batch._wb, wopts)
+            self._db.write(batch._wb, self._wopts)
         batch.count = 0
+        if sync:
+            self.sync_wal()
+        elif sync is None and self._sync_each:
+            self.sync_wal()
+
+    def durable(self) -> None:
+        """After a write: with ``fsync`` on, return only once it is on disk.
+
+        Threads that write at once share one WAL sync (the first to get the
+        lock syncs for all). A no-op with ``fsync`` off, or once the owner
+        took over syncing with :meth:`defer_sync`.
+        """
+        if self._sync_each:
+            self.sync_wal()
+
+    def defer_sync(self) -> bool:
+        """The owner calls :meth:`sync_wal` itself before acknowledging anything.
+
+        A node does, before every send: all writes of one loop turn then share
+        one fsync, and no acknowledgement leaves before the writes it covers
+        are durable. Returns whether ``fsync`` is on (whether syncing is needed).
+        """
+        self._sync_each = False
+        return self.options.fsync
+
+    def sync_wal(self) -> None:
+        """Make every write so far durable with one fsync (none if nothing changed since the last)."""
+        seq = self._db.latest_sequence_number()
+        if seq <= self._synced_seq:
+            return
+        with self._sync_lock:
+            if seq <= self._synced_seq:
+                return  # another writer's sync covered ours while we waited
+            with _rocks_errors("sync"):
+                self._db.flush_wal(True)
+            self._synced_seq = seq
+            self.wal_syncs += 1
 
     # -- ranges ----------------------------------------------------------
 
@@ -296,10 +338,11 @@ class Storage:
         with _rocks_errors("range delete"):
             if hi < RING_SIZE:
                 self.cf(cf).delete_range(begin, token_bytes(hi), self._wopts)
-                return
-            self.cf(cf).delete_range(begin, _TOP, self._wopts)
-            for key, _ in list(self.scan(cf, _TOP)):  # the last hash value: vanishingly rare
-                self.cf(cf).delete(key, self._wopts)
+            else:
+                self.cf(cf).delete_range(begin, _TOP, self._wopts)
+                for key, _ in list(self.scan(cf, _TOP)):  # the last hash value: vanishingly rare
+                    self.cf(cf).delete(key, self._wopts)
+        self.durable()
 
     def approximate_keys(self, cf: str) -> int:
         with _rocks_errors("stats"):
@@ -334,6 +377,9 @@ class Storage:
         with self._lock:
             if self._closed:
                 return
+            if self.options.fsync:
+                with contextlib.suppress(RingKVError):
+                    self.sync_wal()
             self._closed = True
             for cf in self._cfs.values():
                 with contextlib.suppress(Exception):

@@ -32,7 +32,7 @@ import logging
 import math
 import os
 import secrets
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Optional
 
 import zmq
 
@@ -109,6 +109,8 @@ class Transport:
         self.handler = handler
         self.stats = TransportStats()
         self.max_queue = max_queue
+        #: Called before anything is sent (a node makes its writes durable here: group commit).
+        self.before_send: Optional[Callable[[], None]] = None
         self._codec = Codec(max_message_size)
         self._sockopts = {
             zmq.LINGER: 0,
@@ -393,6 +395,8 @@ class Transport:
     def _flush(self) -> None:
         """Send everything queued this loop turn, one frame per destination."""
         self._flush_handle = None
+        if self.before_send is not None:
+            self.before_send()  # raises: nothing is sent, the next flush tries again
         if self._dirty:
             dirty, self._dirty = self._dirty, {}
             now = self._loop.time()  # type: ignore[union-attr]
