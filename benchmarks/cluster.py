@@ -1,7 +1,7 @@
 """A 3-node ringkv cluster against redis-server, driven the same way, in the same run.
 
     python benchmarks/cluster.py [--seconds 5] [--concurrency 64] [--keys 10000] [--value-size 100]
-                                 [--rounds 1] [--seed 42] [--profile [DIR]] [--no-redis] [--setup] [--json [PATH]]
+                                 [--rounds 1] [--seed 42] [--profile [DIR]] [--no-redis] [--fsync] [--setup] [--json [PATH]]
 
 ringkv: three ``python -m ringkv.cli.main serve`` processes on loopback (free
 ports, fresh temporary data directories), the second and third joining
@@ -33,6 +33,10 @@ total time. py-spy counts a runnable thread waiting for a CPU as busy: on a
 loaded machine the event loop's epoll wait and ZeroMQ's send (which wakes
 ZeroMQ's I/O thread) look far bigger than their CPU cost. Sampling costs
 CPU: the throughput of a profiled run is not a result.
+
+``--fsync`` compares durable writes: every node acknowledges a write only
+once it is synced to disk (writes of one loop turn share an fsync), and
+redis appends every write to its AOF with ``appendfsync always``.
 
 Missing redis-server or redis-py: ``bash benchmarks/setup_redis.sh`` (or
 ``--setup`` to have this script run it) installs them.
@@ -400,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--value-size", type=int, default=100, help="value size in bytes (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the phases, keep the best of each (default: %(default)s)")
     ap.add_argument("--no-redis", action="store_true", help="run ringkv only")
+    ap.add_argument("--fsync", action="store_true",
+                    help="durable writes on both sides: nodes run with --fsync (group commit), redis with appendfsync always")
     ap.add_argument("--setup", action="store_true", help="run benchmarks/setup_redis.sh if redis-server or redis-py is missing")
     ap.add_argument("--profile", nargs="?", const=DEFAULT_PROFILE_DIR, metavar="DIR",
                     help=f"py-spy the nodes and the client during the ringkv phases (default dir: {os.path.relpath(DEFAULT_PROFILE_DIR)})")
@@ -425,8 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds: list[dict] = [{} for _ in range(args.rounds)]
     profiler = None
     try:
-        with run_directory("ringkv-bench-cluster-") as workdir, LocalCluster(workdir) as cluster:
-            redis_srv = RedisServer(workdir)
+        with run_directory("ringkv-bench-cluster-") as workdir, LocalCluster(workdir, extra_args=["--fsync"] if args.fsync else []) as cluster:
+            redis_srv = RedisServer(workdir, durable=args.fsync)
             try:
                 print(f"starting {NODES} ringkv nodes" + ("" if args.no_redis else " and redis-server") + f" in {workdir} ...", flush=True)
                 cluster.start(NODES)

@@ -151,9 +151,11 @@ _LISTENING = re.compile(r"ringkv node (\S+) listening on (\S+)")
 class LocalCluster:
     """``ringkv serve`` processes on loopback in ``workdir``; the first starts alone, the others join it one at a time."""
 
-    def __init__(self, workdir: str, log_level: str = "warning") -> None:
+    def __init__(self, workdir: str, log_level: str = "warning", extra_args: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.log_level = log_level
+        #: more ``ringkv serve`` options for every node (``--fsync``)
+        self.extra_args = list(extra_args)
         self.procs: list[subprocess.Popen] = []
         self.addrs: list[str] = []
         self.ids: list[str] = []
@@ -164,7 +166,7 @@ class LocalCluster:
         data = os.path.join(self.workdir, f"node{i + 1}")
         log = self.log_path(i)
         cmd = [sys.executable, "-m", "ringkv.cli.main", "serve", "--data-dir", data, "--listen", "tcp://127.0.0.1:0",
-               "--log-level", self.log_level]
+               "--log-level", self.log_level, *self.extra_args]
         seed = seed or (self.addrs[0] if self.addrs else None)
         if seed:
             cmd += ["--seed", seed]
@@ -273,10 +275,12 @@ def ensure_redis(install: bool) -> tuple[bool, str]:
 
 
 class RedisServer:
-    """One ``redis-server`` on a free loopback port, no persistence, in ``workdir``."""
+    """One ``redis-server`` on a free loopback port in ``workdir``: no persistence, or with
+    ``durable`` an append-only file synced on every write (``appendfsync always``)."""
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, durable: bool = False) -> None:
         self.workdir = workdir
+        self.durable = durable
         self.proc: Optional[subprocess.Popen] = None
         self.port = 0
 
@@ -286,8 +290,9 @@ class RedisServer:
         log = os.path.join(self.workdir, "redis.log")
         for _ in range(5):  # a free port can be taken between probing and binding
             self.port = free_port()
+            persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
             self.proc = spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", self.workdir, "--daemonize", "no", "--logfile", log], log)
+                               *persistence, "--dir", self.workdir, "--daemonize", "no", "--logfile", log], log)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
