@@ -234,7 +234,7 @@ class FeedService:
         try:
             if source == me:
                 rows, full = self._scan_rows(req)
-                digest = page_digest(rows)
+                digest = page_digest(rows) if futs else 0
             else:
                 page = await self.c._call(source, req, deadline)
                 rows, full, digest = page.entries, page.full, page.digest  # type: ignore[attr-defined]
