@@ -30,6 +30,7 @@ FORMAT_ONE = 2
 _V1 = b"\x01"
 _ONE = b"\x02"
 _head_len = struct.Struct(">xI").unpack_from
+_one_prefix = struct.Struct(">BI").pack
 _packb = msgpack.Packer(use_bin_type=True).pack
 _unpackb = msgpack.unpackb
 _VALUE_TYPES = (bytes, type(None))
@@ -40,23 +41,25 @@ def encode_record(rec: DVVSet) -> bytes:
     if len(entries) == 1 and type(entries[0][3]) is bytes:
         actor, counter, ts, value = entries[0]
         head = _packb([rec.clock, actor, counter, ts])
-        return _ONE + len(head).to_bytes(4, "big") + head + value
+        return _one_prefix(FORMAT_ONE, len(head)) + head + value
     return _V1 + _packb([rec.clock, entries])
 
 
 def decode_parts(data: bytes) -> tuple[dict, tuple]:
     """``(clock, entries)`` of a record without building a DVVSet (the read fast path)."""
     try:
-        if data[:1] == _ONE:
+        kind = data[0]
+        if kind == FORMAT_ONE:
             end = 5 + _head_len(data)[0]
             if end > len(data):
                 raise ValueError("header runs past the end")
             clock, actor, counter, ts = _unpackb(data[5:end], raw=False, use_list=False)
-            entries: tuple = ((actor, counter, ts, data[end:]),)
-        elif data[:1] == _V1:
-            clock, entries = _unpackb(data[1:], raw=False, use_list=False)
-        else:
-            raise CorruptRecord(f"unknown record format {data[:1].hex() or 'empty'}")
+            if type(clock) is not dict or type(actor) is not str or type(counter) is not int or type(ts) is not int:
+                raise ValueError("bad header")
+            return clock, ((actor, counter, ts, data[end:]),)
+        if kind != FORMAT_V1:
+            raise CorruptRecord(f"unknown record format {data[:1].hex()}")
+        clock, entries = _unpackb(data[1:], raw=False, use_list=False)
         if type(clock) is not dict or type(entries) is not tuple:
             raise ValueError("bad layout")
         for e in entries:
@@ -64,6 +67,8 @@ def decode_parts(data: bytes) -> tuple[dict, tuple]:
                 raise ValueError("bad entry")
     except CorruptRecord:
         raise
+    except IndexError:
+        raise CorruptRecord("empty record") from None
     except Exception as exc:
         raise CorruptRecord(f"undecodable record: {exc}") from None
     return clock, entries
