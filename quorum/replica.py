@@ -10,9 +10,9 @@ storage keys (placement is theirs to decide: see :mod:`ringkv.quorum.tables`).
 from __future__ import annotations
 
 import threading
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
-from ringkv.codec import decode_record, encode_record
+from ringkv.codec import decode_parts, decode_record, encode_record
 from ringkv.quorum.dvv import DVVSet, sync, sync_lww, update, update_lww
 from ringkv.quorum.hlc import HLC
 from ringkv.storage import Batch, Storage
@@ -100,3 +100,60 @@ class LocalReplica:
                 extra(batch, local, merged)
                 self.storage.write(batch)
         return merged
+
+    def apply_many(self, cf: str, records: Sequence[tuple[bytes, bytes, Extra]], *, lww: bool = False) -> int:
+        """Merge encoded records ``(skey, raw, extra)`` from another replica; returns how many changed ours.
+
+        Same outcome as :meth:`apply` on each, for a streamed chunk: one
+        multi-get and one batch, and a record we lack is stored as the bytes
+        received (decoded only to validate it and observe its timestamps).
+        Observers and ``extra`` hooks run for every record as in :meth:`apply`.
+        """
+        if not records:
+            return 0
+        parts = [decode_parts(raw) for _, raw, _ in records]  # a corrupt record rejects the chunk
+        top = max((e[2] for _, entries in parts for e in entries), default=0)
+        if top > self.hlc.last:
+            self.hlc.observe(top)
+        skeys = [r[0] for r in records]
+        locks = [self._locks[i] for i in sorted({k[0] & _STRIPE_MASK for k in skeys})]
+        for lock in locks:
+            lock.acquire()
+        try:
+            return self._apply_many(cf, records, parts, self.storage.cf(cf).get(skeys), lww)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+
+    def _apply_many(self, cf: str, records, parts, found: list, lww: bool) -> int:
+        storage, observers, merge = self.storage, self.observers, sync_lww if lww else sync
+        batch = storage.batch()
+        written: dict[bytes, bytes] = {}  # a key twice in one chunk merges into its first copy
+        extras = changed = 0
+        try:
+            for (skey, raw, extra), (clock, entries), old_raw in zip(records, parts, found):
+                if written:
+                    old_raw = written.get(skey, old_raw)
+                if old_raw is None and (not lww or len(entries) < 2):
+                    local, new_raw = None, raw  # what a merge with nothing would store
+                    merged = DVVSet(clock, list(entries)) if extra is not None else None
+                else:
+                    local = decode_record(old_raw) if old_raw is not None else None
+                    merged = merge(local, DVVSet(clock, list(entries)))
+                    new_raw = encode_record(merged) if local is None or merged != local else None
+                if extra is not None and extras:
+                    storage.write(batch)  # hooks read what earlier ones wrote (a feed's length)
+                    batch = storage.batch()
+                if new_raw is not None:
+                    batch.put(cf, skey, new_raw)
+                    written[skey] = new_raw
+                    changed += 1
+                if extra is not None:
+                    extra(batch, local, merged)
+                    extras += 1
+                if new_raw is not None:
+                    for observe in observers:
+                        observe(batch, cf, skey, old_raw, new_raw)
+        finally:
+            storage.write(batch)  # also on error: observers already counted what the batch holds
+        return changed

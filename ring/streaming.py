@@ -7,17 +7,22 @@ chunk is harmless; the last storage key done is persisted after every chunk,
 so a transfer interrupted by a crash of either side resumes where it stopped
 instead of from zero. Keys are spread uniformly by hash, so the hash of the
 last key done tells how far a transfer has come (and its ETA).
+
+Records travel in their stored encoding and are applied a chunk at a time.
+A pull asks for the next chunk before applying the one it holds, and a push
+keeps two chunks in flight, so neither side waits on the other; the position
+saved is always that of the last chunk applied.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
 import msgpack
 
-from ringkv.codec import decode_record
 from ringkv.errors import RingKVError, Unavailable
 from ringkv.hashing import RING_SIZE, token_bytes
 from ringkv.quorum.tables import Table
@@ -85,6 +90,12 @@ class Transfer:
         }
 
 
+def _retrieve(task: asyncio.Future) -> None:
+    """Consume the outcome of an abandoned read-ahead (no "never retrieved" warning)."""
+    if not task.cancelled():
+        task.exception()
+
+
 @dataclass
 class _Bucket:
     rate: Optional[float]
@@ -93,12 +104,12 @@ class _Bucket:
 
 
 class Streamer:
-    """Runs transfers for one node; ``apply(table, key, record)`` merges what arrives."""
+    """Runs transfers for one node; ``apply(table, entries)`` merges a chunk of ``[key, raw]``."""
 
     def __init__(
         self,
         storage: Storage,
-        apply: Callable[[Table, bytes, object], object],
+        apply: Callable[[Table, list], object],
         request: Callable[[str, Message, float], Awaitable[Message]],
         addr: Callable[[str], str],
         config: StreamConfig | None = None,
@@ -194,69 +205,98 @@ class Streamer:
         return StreamChunk(entries, last, done)
 
     def accept(self, table: Table, entries: list) -> int:
-        for key, raw in entries:
-            self._apply(table, key, decode_record(raw))
+        """Merge a chunk of ``[key, stored record]`` into ours; returns its length."""
+        if entries:
+            self._apply(table, entries)
         return len(entries)
 
     # -- transfers ---------------------------------------------------------
+
+    async def _fetch(self, t: Transfer, table: Table, move: Move, after: Optional[bytes], sources: Callable[[], list[str]]) -> StreamChunk:
+        """The chunk after ``after`` from whichever current owner answers."""
+        for src in sources():
+            try:
+                chunk = await self._request(
+                    self._addr(src),
+                    StreamPull(table.wire_name, move.lo, move.hi - 1, after, self.config.chunk_bytes),
+                    self.config.chunk_timeout,
+                )
+                t.peer = src
+                return chunk  # type: ignore[return-value]
+            except RingKVError as exc:
+                t.error = str(exc)
+        raise Unavailable(f"no live owner to stream {t.tid} from: {t.error}")
 
     async def pull(self, table: Table, move: Move, sources: Callable[[], list[str]]) -> Transfer:
         """Receive ``move`` from whichever current owner answers; resumable."""
         async with self._slots:
             t, after = self._begin("pull", table, move, "")
+            ahead: Optional[asyncio.Task] = None
             try:
-                while t.finished is None:
-                    chunk = None
-                    for src in sources():
-                        try:
-                            chunk = await self._request(
-                                self._addr(src),
-                                StreamPull(table.wire_name, move.lo, move.hi - 1, after, self.config.chunk_bytes),
-                                self.config.chunk_timeout,
-                            )
-                            t.peer = src
-                            break
-                        except RingKVError as exc:
-                            t.error = str(exc)
-                    if chunk is None:
-                        raise Unavailable(f"no live owner to stream {t.tid} from: {t.error}")
-                    self.accept(table, chunk.entries)  # type: ignore[attr-defined]
-                    nbytes = sum(len(k) + len(v) for k, v in chunk.entries)  # type: ignore[attr-defined]
-                    t.keys += len(chunk.entries)  # type: ignore[attr-defined]
+                if t.finished is not None:
+                    return t
+                chunk = await self._fetch(t, table, move, after, sources)
+                while True:
+                    nbytes = sum(len(k) + len(v) for k, v in chunk.entries)
+                    if not chunk.done:
+                        await self._throttle(nbytes)
+                        ahead = asyncio.ensure_future(self._fetch(t, table, move, chunk.after, sources))
+                        for _ in range(2):  # let the request reach the socket before applying blocks the loop
+                            await asyncio.sleep(0)
+                    self.accept(table, chunk.entries)
+                    t.keys += len(chunk.entries)
                     t.bytes += nbytes
-                    after = chunk.after  # type: ignore[attr-defined]
-                    if after is not None:
+                    if chunk.after is not None:
+                        after = chunk.after
                         t.position = int.from_bytes(after[:8], "big")
-                        self._save(t.tid, after, t)
-                    if chunk.done:  # type: ignore[attr-defined]
+                        self._save(t.tid, after, t)  # only once the chunk is written
+                    if chunk.done:
                         self._end(t, after)
-                        break
-                    await self._throttle(nbytes)
-                return t
+                        return t
+                    assert ahead is not None
+                    chunk, ahead = await ahead, None
             finally:
+                if ahead is not None:
+                    ahead.cancel()
+                    ahead.add_done_callback(_retrieve)
                 self._active.discard(t.tid)
 
     async def push(self, table: Table, move: Move, target: str) -> Transfer:
-        """Hand our copy of ``move`` to ``target`` (a leaving owner's side); resumable."""
+        """Hand our copy of ``move`` to ``target`` (a leaving owner's side); resumable.
+
+        Two chunks are in flight, so the target never waits for the next one;
+        positions are saved in order, each once its chunk is acknowledged.
+        """
         async with self._slots:
             t, after = self._begin("push:" + target, table, move, target)
             t.kind = "push"
+            inflight: deque[tuple[asyncio.Future, bytes, int, int]] = deque()
             try:
-                while t.finished is None:
-                    entries, last, done = self.read_chunk(table, move.lo, move.hi, after, self.config.chunk_bytes)
-                    if entries:
-                        await self._request(self._addr(target), StreamPush(table.wire_name, entries), self.config.chunk_timeout)
-                        nbytes = sum(len(k) + len(v) for k, v in entries)
-                        t.keys += len(entries)
-                        t.bytes += nbytes
-                        after = last
-                        t.position = int.from_bytes(last[:8], "big") if last else move.lo
-                        self._save(t.tid, after, t)
-                        await self._throttle(nbytes)
-                    if done:
-                        self._end(t, after)
-                        break
+                if t.finished is not None:
+                    return t
+                cursor, done = after, False
+                while not done or inflight:
+                    if not done and len(inflight) < 2:
+                        entries, last, done = self.read_chunk(table, move.lo, move.hi, cursor, self.config.chunk_bytes)
+                        if entries:
+                            nbytes = sum(len(k) + len(v) for k, v in entries)
+                            sent = asyncio.ensure_future(self._request(self._addr(target), StreamPush(table.wire_name, entries), self.config.chunk_timeout))
+                            inflight.append((sent, last, len(entries), nbytes))  # type: ignore[arg-type]
+                            cursor = last
+                            await self._throttle(nbytes)
+                        continue
+                    sent, last, n, nbytes = inflight[0]
+                    await sent
+                    inflight.popleft()
+                    t.keys += n
+                    t.bytes += nbytes
+                    after = last
+                    t.position = int.from_bytes(last[:8], "big")
+                    self._save(t.tid, after, t)
+                self._end(t, after)
                 return t
             finally:
+                for sent, *_ in inflight:
+                    sent.cancel()
+                    sent.add_done_callback(_retrieve)
                 self._active.discard(t.tid)
-

@@ -43,7 +43,7 @@ class Elastic:
         self.s = server
         self.streamer = Streamer(
             server.storage,  # type: ignore[arg-type]
-            lambda table, key, rec: server.coordinator.apply(table, key, rec),  # type: ignore[union-attr]
+            self._apply_chunk,
             server.transport.request,  # type: ignore[union-attr]
             server.addr,
             server.config.stream,
@@ -51,6 +51,12 @@ class Elastic:
         self.state = "idle"
         self._tasks: set[asyncio.Task] = set()
         self._cleaned: Optional[tuple] = None
+
+    def _apply_chunk(self, table: Table, entries: list) -> int:
+        """Merge a streamed chunk as ``coordinator.apply`` would each record, in one batch."""
+        c = self.s.coordinator
+        records = [(table.skey(key), raw, c.table_extra(table, key)) for key, raw in entries]  # type: ignore[union-attr]
+        return c.replica.apply_many(table.cf, records, lww=table.lww)  # type: ignore[union-attr]
 
     def spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
