@@ -44,7 +44,7 @@ import msgpack
 import xxhash
 from cachetools import LRUCache
 
-from ringkv.codec import decode_record
+from ringkv.codec import decode_parts
 from ringkv.errors import BadRequest, CorruptRecord, RingKVError
 from ringkv.hashing import RING_SIZE, token_bytes
 from ringkv.quorum.aae_ranges import FANOUT_BITS, Pieces, clip, covering_indexes, intersect, intersects, level_bits, node_range
@@ -72,7 +72,8 @@ __all__ = [
 log = logging.getLogger("ringkv.aae")
 
 #: Version of the persisted tree; a different stored version is rebuilt.
-FORMAT = 1
+FORMAT = 2
+_CANON = b"\x01"
 DIGEST_LEN = 16
 REPLICATED_PREFIXES = ("ks.", "fd.")
 _TOP = b"\xff" * 8
@@ -93,15 +94,20 @@ def _dot(e: tuple) -> tuple:
 
 
 def canonical_record(raw: bytes) -> tuple[bytes, bool]:
-    """``(canonical bytes, fully deleted)`` of a stored record (CorruptRecord if it is not one)."""
-    rec = decode_record(raw)
-    entries = sorted(rec.entries, key=_dot)
-    deleted = True
-    for e in entries:
-        if e[3] is not None:
-            deleted = False
-            break
-    return raw[:1] + _pack([dict(sorted(rec.clock.items())), entries]), deleted
+    """``(canonical bytes, fully deleted)`` of a stored record (CorruptRecord if it is not one).
+
+    The same logical record hashes alike whatever its stored format
+    (:mod:`ringkv.codec` has two) and its clock's byte order.
+    """
+    clock, entries = decode_parts(raw)
+    if len(entries) == 1:
+        deleted = entries[0][3] is None
+    else:
+        entries = sorted(entries, key=_dot)
+        deleted = all(e[3] is None for e in entries)
+    if len(clock) > 1:
+        clock = dict(sorted(clock.items()))
+    return _CANON + _pack([clock, entries]), deleted
 
 
 def record_digest(skey: bytes, raw: bytes) -> tuple[int, bool]:
