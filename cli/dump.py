@@ -1,6 +1,7 @@
-"""``ringkv dump`` / ``ringkv load``: a keyspace of an embedded database as JSON lines.
+"""``ringkv dump`` / ``ringkv load``: a keyspace as JSON lines, of an embedded database or a cluster.
 
-One line per live key, in the store's (hash) order::
+One line per live key, in the store's (hash) order (a cluster's keys are
+read page by page, each page merged from R replicas)::
 
     {"key": "alice", "values": ["hello"], "encoding": "utf-8", "context": "kq5h..."}
 
@@ -31,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from ringkv.cli import exits
 from ringkv.cli.output import context_text, encode_values, print_json, stderr_console, stdout_console
-from ringkv.cli.target import add_target_options, open_target, target_kind
+from ringkv.cli.target import add_target_options, open_target
 from ringkv.keyspaces import DEFAULT_KEYSPACE
 from ringkv.quorum.dvv import encode_context
 
@@ -70,11 +71,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", "--keyspace", metavar="KS", default=DEFAULT_KEYSPACE, help="keyspace (default: %(default)s; it must exist)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_load)
-
-
-def _embedded_only(args: argparse.Namespace, command: str) -> None:
-    if target_kind(args) == "connect":
-        raise exits.CommandError(f"{command} of a cluster is not supported yet: dump/load work on an embedded database (--data-dir)")
 
 
 # -- the line format -------------------------------------------------------------
@@ -136,7 +132,6 @@ def _progress(console: Console, total: Optional[int]) -> Progress:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    _embedded_only(args, "dump")
     with open_target(args, create=False) as db:
         ks = db.keyspace(args.keyspace)
         estimate = _estimate(db, ks)
@@ -208,7 +203,6 @@ def _count_lines(path: str) -> Optional[int]:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    _embedded_only(args, "load")
     total = _count_lines(args.file)  # also: a missing file fails before the database is opened
     keys = values = 0
     with open_target(args) as db:

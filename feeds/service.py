@@ -43,7 +43,8 @@ from ringkv.keys import as_optional_count
 from ringkv.quorum.coordinator import Coordinator
 from ringkv.quorum.dvv import DVVSet, encode_context
 from ringkv.quorum.messages import KvPut, ReplicaPut
-from ringkv.quorum.plan import Tally, merge_records
+from ringkv.quorum.plan import merge_records
+from ringkv.quorum.scan import gather_replies
 from ringkv.quorum.tables import FEEDS_SUFFIX, MAX_FEED_NAME, Table, feed_entry_key, split_feed_key
 from ringkv.codec import decode_record
 from ringkv.wire import Message
@@ -156,42 +157,11 @@ class FeedService:
 
     # -- reads -------------------------------------------------------------
 
-    async def _gather(self, table: Table, feed: bytes, r: Optional[int], local: Callable[[], object], remote: Message, deadline: float) -> dict[str, Message | object]:
+    async def _gather(self, table: Table, feed: bytes, r: Optional[int], local: Callable[[], Message], remote: Message, deadline: float) -> dict[str, Message]:
         """Ask the feed's preferred replicas; return once R answered (QuorumError if they cannot)."""
         info = table.info
         r = as_optional_count(r, "r", info.n) or info.r
-        view = self.c.view
-        preferred = view.walk(feed)[: info.n]
-        tally = Tally(r, len(preferred))
-        answers: dict[str, object] = {}
-        pending: dict[asyncio.Future, str] = {}
-        for node in preferred:
-            if node == view.node_id:
-                answers[node] = local()
-                tally.success(node)
-            elif view.is_alive(node):
-                pending[self.c._call_future(node, remote, deadline)] = node
-            else:
-                tally.failure(node)
-        try:
-            while pending and not tally.met and not tally.impossible:
-                done, _ = await asyncio.wait(pending, timeout=max(0.0, self._remaining(deadline)), return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    break
-                for fut in done:
-                    node = pending.pop(fut)
-                    if fut.exception() is None:
-                        answers[node] = fut.result()
-                        tally.success(node)
-                    else:
-                        tally.failure(node)
-        finally:
-            for fut in pending:
-                fut.cancel()
-                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
-        if not tally.met:
-            raise QuorumError(acks=len(tally.ok), required=r, failed=tally.failed + list(pending.values()))
-        return answers
+        return await gather_replies(self.c, self.c.view.walk(feed)[: info.n], r, local, remote, deadline)
 
     async def scan(self, msg: FeedScan, deadline: float) -> FeedPage:
         """A page merged from R replicas.

@@ -22,6 +22,10 @@ __all__ = [
     "KeyspaceList",
     "KeyspaceListing",
     "LocalGet",
+    "KvScan",
+    "KvScanPage",
+    "ReplicaScan",
+    "ReplicaScanPage",
 ]
 
 
@@ -132,3 +136,52 @@ class LocalGet(Message):
 
     keyspace: str
     key: bytes
+
+
+def _check_rows(keys: list, records: list, what: str) -> None:
+    if len(keys) != len(records) or not set(map(type, keys)) <= {bytes} or not set(map(type, records)) <= {bytes}:
+        raise ProtocolError(f"{what}: bad rows")
+
+
+@message("kv.scan")
+class KvScan(Message):
+    """Client -> any node: a page of a keyspace's records, from storage key ``start`` on, merged from R replicas."""
+
+    keyspace: str
+    start: bytes
+    limit: int
+    r: int | None = None
+
+
+@message("kv.scan_page")
+class KvScanPage(Message):
+    """``keys[i]`` holds ``records[i]`` (tombstones included); ``next``: where the next page starts (None: the end)."""
+
+    keys: list
+    records: list
+    next: bytes | None
+
+    def check(self) -> None:
+        _check_rows(self.keys, self.records, "kv.scan_page")
+
+
+@message("replica.scan")
+class ReplicaScan(Message):
+    """Coordinator -> replica: stored records with ``start <= storage key < end`` (``end`` None: to the end)."""
+
+    keyspace: str
+    start: bytes
+    end: bytes | None
+    limit: int
+
+
+@message("replica.scan_page")
+class ReplicaScanPage(Message):
+    """Storage keys and their records as stored; ``full``: a limit stopped the page."""
+
+    keys: list
+    records: list
+    full: bool
+
+    def check(self) -> None:
+        _check_rows(self.keys, self.records, "replica.scan_page")

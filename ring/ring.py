@@ -23,7 +23,7 @@ from cachetools import LRUCache
 
 from ringkv.errors import BadRequest, NotFound, WrongType
 from ringkv.hashing import RING_SIZE, hash64
-from ringkv.ring.ranges import TokenRange, check_position
+from ringkv.ring.ranges import TokenRange, check_position, split_wrapping
 from ringkv.ring.tokens import normalize_members
 
 __all__ = ["Ring"]
@@ -52,7 +52,7 @@ class Ring:
     plus an LRU cache of the distinct-member walk per (token index, n).
     """
 
-    __slots__ = ("_members", "_ids", "_tokens", "_owners", "_placed", "_cache", "_lock", "_key")
+    __slots__ = ("_members", "_ids", "_tokens", "_owners", "_placed", "_cache", "_lock", "_key", "_segments")
 
     def __init__(self, members: Mapping[str, Iterable[int]] | None = None, *, cache_size: int | None = None) -> None:
         self._members = normalize_members({} if members is None else members)
@@ -68,6 +68,7 @@ class Ring:
         self._cache: LRUCache = LRUCache(maxsize=cache_size)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self._key = tuple(sorted(self._members.items()))
+        self._segments: dict[int, list[tuple[int, int, tuple[str, ...]]]] = {}
 
     # -- the membership ------------------------------------------------------
 
@@ -199,6 +200,27 @@ class Ring:
         n = _check_n(n)
         tokens = self._tokens
         return [(TokenRange(prev, tokens[i]), self._walk_from(i, n)) for i, prev in self._range_starts()]
+
+    def segments(self, n: int) -> list[tuple[int, int, tuple[str, ...]]]:
+        """The ring as sorted, non-wrapping ``[lo, hi)`` pieces, each with the ``n`` replicas of every key in it.
+
+        Neighbouring pieces held by the same set of members are one piece, so
+        a scan of the whole key space asks few replica sets (with N equal to
+        the number of members: one). ``hi`` may be ``2**64``.
+        """
+        n = _check_n(n)
+        found = self._segments.get(n)
+        if found is not None:
+            return found
+        pieces = sorted((lo, hi, reps) for rng, reps in self.ranges(n) for lo, hi in split_wrapping(rng.start, rng.end)) if self._tokens else []
+        out: list[tuple[int, int, tuple[str, ...]]] = []
+        for lo, hi, reps in pieces:
+            if out and out[-1][1] == lo and set(out[-1][2]) == set(reps):
+                out[-1] = (out[-1][0], hi, out[-1][2])
+            else:
+                out.append((lo, hi, reps))
+        self._segments[n] = out
+        return out
 
     def ownership(self, n: int = 1) -> dict[str, float]:
         """Fraction of the ring each member replicates among ``n`` copies.

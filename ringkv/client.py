@@ -15,15 +15,16 @@ import itertools
 import secrets
 import threading
 from concurrent.futures import Future
-from typing import Any, Awaitable, Iterable, Optional, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Iterable, Iterator, Optional, TypeVar
 
 from ringkv.api import DatabaseAPI, KeyspaceAPI
 from ringkv.errors import BadRequest, ClosedError, QuorumError, RingKVError, Timeout, Unavailable, WrongType
 from ringkv.keys import as_key, as_value
 from ringkv.keyspaces import DEFAULT_KEYSPACE, KeyspaceInfo, check_name
 from ringkv.node_messages import ClusterView, NodeStatus
-from ringkv.quorum.messages import KeyspaceCreate, KeyspaceDrop, KeyspaceList, KvGet, KvPut, LocalGet
-from ringkv.codec import decode_record
+from ringkv.quorum.messages import KeyspaceCreate, KeyspaceDrop, KeyspaceList, KvGet, KvPut, KvScan, LocalGet
+from ringkv.quorum.scan import SCAN_PAGE
+from ringkv.codec import decode_parts, decode_record
 from ringkv.feeds.client import AsyncFeed, ClientFeed, afeeds
 from ringkv.quorum.dvv import encode_context
 from ringkv.result import Result
@@ -276,6 +277,24 @@ class AsyncKeyspace:
     async def afeeds(self) -> list[str]:
         return await afeeds(self._client, self.name)
 
+    async def aitems(self, *, r: Optional[int] = None) -> AsyncIterator[tuple[bytes, Result]]:
+        """Live keys and their reads, in hash order: pages merged from R replicas of each part of the ring."""
+        if r is not None and type(r) is not int:
+            raise WrongType("r must be an int")
+        start: Optional[bytes] = b""
+        while start is not None:
+            page = await self._client.call(KvScan(self.name, start, SCAN_PAGE, r))
+            for key, raw in zip(page.keys, page.records):  # type: ignore[attr-defined]
+                clock, entries = decode_parts(raw)
+                values = [e[3] for e in entries if e[3] is not None]
+                if values:
+                    yield key, Result(values, clock, entries)
+            start = page.next  # type: ignore[attr-defined]
+
+    async def akeys(self, *, r: Optional[int] = None) -> AsyncIterator[bytes]:
+        async for key, _ in self.aitems(r=r):
+            yield key
+
     async def aget(self, key, *, r: Optional[int] = None) -> Optional[Result]:
         k = as_key(key, 1 << 30)
         if r is not None and type(r) is not int:
@@ -345,6 +364,28 @@ class _Runner:
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))  # type: ignore[arg-type]
 
+    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        """An async iterator of the loop, consumed from another thread."""
+        try:
+            while True:
+                try:
+                    yield self.run(agen.__anext__())  # type: ignore[arg-type]
+                except StopAsyncIteration:
+                    return
+        finally:
+            self.run(agen.aclose())  # type: ignore[arg-type]
+
+    async def aiterate(self, agen: AsyncIterator[T]) -> AsyncIterator[T]:
+        """An async iterator of the loop, consumed from another loop."""
+        try:
+            while True:
+                try:
+                    yield await self.arun(agen.__anext__())  # type: ignore[arg-type]
+                except StopAsyncIteration:
+                    return
+        finally:
+            await self.arun(agen.aclose())  # type: ignore[arg-type]
+
     def submit(self, coro: Awaitable[T]) -> Future:
         """Start ``coro`` on the loop; the caller collects it later (a prefetch)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
@@ -399,10 +440,18 @@ class ClientKeyspace(KeyspaceAPI):
     async def afeeds(self) -> list[str]:
         return await self._client._runner.arun(afeeds(self._client._core, self.name))
 
-    def keys(self):
-        raise BadRequest("listing keys of a cluster keyspace is not supported yet")
+    def items(self, *, r: Optional[int] = None) -> Iterator[tuple[bytes, Result]]:
+        """Live keys and their reads, in hash order, page by page (see :meth:`AsyncKeyspace.aitems`)."""
+        return self._client._runner.iterate(self._core.aitems(r=r))
 
-    items = keys
+    def keys(self, *, r: Optional[int] = None) -> Iterator[bytes]:
+        return self._client._runner.iterate(self._core.akeys(r=r))
+
+    def aitems(self, *, r: Optional[int] = None) -> AsyncIterator[tuple[bytes, Result]]:
+        return self._client._runner.aiterate(self._core.aitems(r=r))
+
+    def akeys(self, *, r: Optional[int] = None) -> AsyncIterator[bytes]:
+        return self._client._runner.aiterate(self._core.akeys(r=r))
 
 
 class Client(DatabaseAPI):

@@ -66,11 +66,14 @@ from ringkv.quorum.messages import (
     KeyspaceList,
     KvGet,
     KvPut,
+    KvScan,
     LocalGet,
     ReplicaPut,
     ReplicaRead,
+    ReplicaScan,
 )
 from ringkv.quorum.replica import LocalReplica
+from ringkv.quorum.scan import Scanner
 from ringkv.repair import RepairConfig, install as install_repair
 from ringkv.catalog import Catalog
 from ringkv.elastic import Elastic
@@ -163,6 +166,8 @@ class NodeServer:
             ReplicaPut: self._on_replica_put,
             ReplicaRead: self._on_replica_read,
             LocalGet: self._on_local_get,
+            KvScan: self._deadlined(lambda m, d: self.scanner.scan(m, d)),
+            ReplicaScan: self._immediate(lambda m: self.scanner.replica_scan(m)),
             KeyspaceCreate: self._deadlined(lambda m, d: self.catalog.create(m, d)),
             KeyspaceDrop: self._deadlined(lambda m, d: self.catalog.drop(m, d)),
             KeyspaceList: self._immediate(lambda m: self.catalog.listing()),
@@ -240,6 +245,7 @@ class NodeServer:
             max_value_size=cfg.store.max_value_size, max_key_size=cfg.store.max_key_size,
             request_future=getattr(self.transport, "request_future", None),
         )
+        self.scanner = Scanner(self.coordinator)
         self.feeds = FeedService(self.coordinator, FeedStore(storage), EntryIds(self.node_id, replica.hlc), self.transport.request,
                                  getattr(self.transport, "flush", lambda: None))
         self.repair = install_repair(self)

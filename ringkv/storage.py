@@ -291,15 +291,19 @@ class Storage:
             else:
                 lo = last + b"\x00"
 
-    def scan_page(self, cf: str, start: bytes, end: bytes, *, reverse: bool = False, limit: int, max_bytes: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+    def scan_page(self, cf: str, start: bytes, end: Optional[bytes], *, reverse: bool = False, limit: int, max_bytes: int) -> tuple[list[tuple[bytes, bytes]], bool]:
         """One page of ``start <= key < end``: at most ``limit`` items and about ``max_bytes`` of values.
+
+        ``end`` None (forward only) scans to the end of the column family.
 
         Returns ``(items, full)``; ``full`` means the page stopped at a bound,
         not at the end of the range. At least one item is returned when there
         is one, whatever its size, so a page always makes progress.
         """
         ro = ReadOptions()
-        if not reverse:
+        if end is None and reverse:
+            raise BadRequest("a reverse page needs an end")
+        if not reverse and end is not None:
             ro.set_iterate_upper_bound(end)
         items: list[tuple[bytes, bytes]] = []
         size = 0

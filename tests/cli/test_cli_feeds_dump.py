@@ -152,9 +152,6 @@ def test_dump_load_round_trip(tmp_path, cli):
 def test_dump_and_load_errors(tmp_path, data_dir, cli):
     with ringkv.open(data_dir) as db:
         db.put(b"a", b"b")
-    for cmd in (("dump",), ("load", "x.jsonl")):
-        proc = cli.run(*cmd, "--connect", "tcp://127.0.0.1:9")
-        cli.assert_one_line_error(proc, 3, "of a cluster is not supported yet")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"key": "a", "values": ["1"]}\n{"key": "b", "values": "2"}\n')
     cli.assert_one_line_error(cli.run("load", str(bad), data_dir=data_dir), 3, "line 2")

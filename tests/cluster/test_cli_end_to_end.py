@@ -154,3 +154,20 @@ def test_serve_stops_cleanly_on_sigint(solo):
     assert solo.node_id and solo.addr.startswith("tcp://127.0.0.1:")
     assert solo.kill(signal.SIGINT) == 0
     assert "Traceback" not in solo.log()
+
+
+def test_dump_and_load_over_connect(cluster, rk, tmp_path):
+    ok(rk("keyspace", "create", "cli_dump", "--n", "3", "--r", "2", "--w", "2"))
+    for i in range(30):
+        ok(rk("put", f"key{i}", f"value{i}", "-k", "cli_dump"))
+    ok(rk("delete", "key0", "-k", "cli_dump"))
+    out = tmp_path / "dump.jsonl"
+    ok(rk("dump", "-k", "cli_dump", "--output", str(out), addr=cluster.addrs[1]))
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(d["key"] for d in lines) == sorted(f"key{i}" for i in range(1, 30))
+    assert all(d["values"] == [f"value{d['key'][3:]}"] for d in lines)
+    ok(rk("keyspace", "create", "cli_load", "--n", "3"))
+    ok(rk("load", str(out), "-k", "cli_load", addr=cluster.addrs[2]))
+    again = tmp_path / "again.jsonl"
+    ok(rk("dump", "-k", "cli_load", "--output", str(again)))
+    assert sorted((d["key"], d["values"]) for d in map(json.loads, again.read_text().splitlines())) == sorted((d["key"], d["values"]) for d in lines)
