@@ -511,6 +511,9 @@ class Transport:
             set_deadline(deadline)
         try:
             await self.handler(ident, msg)  # type: ignore[misc]
+        except RingKVError as exc:  # bad input from a peer: one line, no traceback to flood the log with
+            self.stats.errors += 1
+            log.warning("one-way %s refused: %s", msg.TYPE, exc)
         except Exception:
             self.stats.errors += 1
             log.exception("handler failed on one-way %s", msg.TYPE)
