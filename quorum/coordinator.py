@@ -16,12 +16,13 @@ from typing import Awaitable, Callable, Optional, Protocol
 from cachetools import TTLCache
 
 from ringkv.codec import decode_record, encode_record
-from ringkv.errors import BadRequest, QuorumError, RingKVError, Timeout, TooLarge, Unavailable
+from ringkv.errors import BadRequest, QuorumError, RingKVError, Timeout, TooLarge, Unavailable, to_wire
 from ringkv.keys import as_optional_count, check_timestamp
 from ringkv.keyspaces import KeyspaceInfo
 from ringkv.quorum.dvv import DVVSet, decode_context, encode_context
 from ringkv.quorum.hints import HintStore
-from ringkv.quorum.messages import KvDone, KvGet, KvPut, KvResult, ReplicaPut, ReplicaRead, ReplicaRecord
+from ringkv.quorum.batching import ReplicaBatcher
+from ringkv.quorum.messages import KvDone, KvGet, KvPut, KvResult, ReplicaPut, ReplicaPutMany, ReplicaPutManyDone, ReplicaRead, ReplicaReadMany, ReplicaRecord, ReplicaRecords
 from ringkv.quorum.plan import Tally, merge_records, next_fallback, stale_replicas, write_targets
 from ringkv.quorum.replica import Extra, LocalReplica
 from ringkv.quorum.tables import Table, resolve_table
@@ -88,6 +89,8 @@ class Coordinator:
         self.stats = {"read_repairs": 0, "hinted_writes": 0, "hints_delivered": 0, "forwarded": 0}
         #: ``{is_feed: hook(table, key) -> Extra}``: companion writes per kind of table.
         self.table_hooks: dict[bool, Callable[[Table, bytes], Extra]] = {}
+        #: A write's copies to one replica travel with the others of the same loop turn.
+        self.batcher = ReplicaBatcher(self._request_future, view.addr, self.stats)
 
     # -- helpers ---------------------------------------------------------
 
@@ -210,7 +213,7 @@ class Coordinator:
         pending: dict[asyncio.Future, tuple[str, Optional[str]]] = {}
 
         def launch(node: str, hint_for: Optional[str]) -> None:
-            fut = self._call_future(node, ReplicaPut(table.wire_name, key, raw, hint_for), deadline)
+            fut = self.batcher.request(node, ReplicaPut(table.wire_name, key, raw, hint_for), deadline)
             pending[fut] = (node, hint_for)
 
         for node, hint_for in targets:
@@ -272,7 +275,7 @@ class Coordinator:
                 records[me] = self.replica.read(table.cf, table.skey(key))
                 tally.success(me)
             elif self.view.is_alive(node):
-                pending[self._call_future(node, ReplicaRead(table.wire_name, key), deadline)] = node
+                pending[self.batcher.request(node, ReplicaRead(table.wire_name, key), deadline)] = node
             else:
                 tally.failure(node)
 
@@ -348,6 +351,44 @@ class Coordinator:
         if msg.hint_for is not None and msg.hint_for != self.view.node_id:
             extra = self._hint_extra(msg.hint_for, table.wire_name, msg.key)
         self.apply(table, msg.key, rec, extra)
+
+    def on_replica_put_many(self, msg: ReplicaPutMany) -> ReplicaPutManyDone:
+        """Apply a loop turn's replica writes: one batch per table; a bad record fails alone."""
+        failed: list[list] = []
+        groups: dict[str, list[tuple[int, bytes, bytes, Optional[str]]]] = {}
+        for i, (keyspace, key, raw, hint_for) in enumerate(msg.records):
+            groups.setdefault(keyspace, []).append((i, key, raw, hint_for))
+        me = self.view.node_id
+        for keyspace, items in groups.items():
+            try:
+                table = self.table(keyspace)
+                records = [
+                    (table.skey(key), raw, _chain([self._hint_extra(h, table.wire_name, key) if h is not None and h != me else None, self.table_extra(table, key)]))
+                    for _, key, raw, h in items
+                ]
+                self.replica.apply_many(table.cf, records, lww=table.lww)
+            except RingKVError:
+                for i, key, raw, h in items:  # find which ones: each alone
+                    try:
+                        self.on_replica_put(ReplicaPut(keyspace, key, raw, h))
+                    except RingKVError as exc:
+                        code, text, _ = to_wire(exc)
+                        failed.append([i, code, text])
+        return ReplicaPutManyDone(failed)
+
+    def on_replica_read_many(self, msg: ReplicaReadMany) -> ReplicaRecords:
+        records: list = []
+        failed: list[list] = []
+        storage = self.replica.storage
+        for i, (keyspace, key) in enumerate(msg.keys):
+            try:
+                table = self.table(keyspace)
+                records.append(storage.get(table.cf, table.skey(key)))
+            except RingKVError as exc:
+                records.append(None)
+                code, text, _ = to_wire(exc)
+                failed.append([i, code, text])
+        return ReplicaRecords(records, failed)
 
     def on_replica_read(self, msg: ReplicaRead) -> ReplicaRecord:
         table = self.table(msg.keyspace)

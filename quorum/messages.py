@@ -26,6 +26,10 @@ __all__ = [
     "KvScanPage",
     "ReplicaScan",
     "ReplicaScanPage",
+    "ReplicaPutMany",
+    "ReplicaPutManyDone",
+    "ReplicaReadMany",
+    "ReplicaRecords",
 ]
 
 
@@ -185,3 +189,61 @@ class ReplicaScanPage(Message):
 
     def check(self) -> None:
         _check_rows(self.keys, self.records, "replica.scan_page")
+
+
+def _check_failed(failed: list, what: str) -> None:
+    for item in failed:
+        if not (isinstance(item, list) and len(item) == 3 and type(item[0]) is int and type(item[1]) is str and type(item[2]) is str):
+            raise ProtocolError(f"{what}: bad failure entry")
+
+
+@message("replica.put_many")
+class ReplicaPutMany(Message):
+    """Coordinator -> replica: the ``replica.put`` of one loop turn, as ``[keyspace, key, record, hint_for]``.
+
+    One message, one batch on the replica and one reply for many writes:
+    per-message costs are paid once per turn, not once per write.
+    """
+
+    records: list
+
+    def check(self) -> None:
+        for item in self.records:
+            if not (isinstance(item, list) and len(item) == 4 and type(item[0]) is str and type(item[1]) is bytes
+                    and type(item[2]) is bytes and (item[3] is None or type(item[3]) is str)):
+                raise ProtocolError("replica.put_many: bad record")
+
+
+@message("replica.put_many_done")
+class ReplicaPutManyDone(Message):
+    """Which records of a ``replica.put_many`` failed, as ``[index, error code, message]`` (the rest are stored)."""
+
+    failed: list
+
+    def check(self) -> None:
+        _check_failed(self.failed, "replica.put_many_done")
+
+
+@message("replica.read_many")
+class ReplicaReadMany(Message):
+    """Coordinator -> replica: the ``replica.read`` of one loop turn, as ``[keyspace, key]``."""
+
+    keys: list
+
+    def check(self) -> None:
+        for item in self.keys:
+            if not (isinstance(item, list) and len(item) == 2 and type(item[0]) is str and type(item[1]) is bytes):
+                raise ProtocolError("replica.read_many: bad key")
+
+
+@message("replica.records")
+class ReplicaRecords(Message):
+    """``records[i]``: the stored record of key i (None: nothing stored); ``failed`` as in ``replica.put_many_done``."""
+
+    records: list
+    failed: list
+
+    def check(self) -> None:
+        if not set(map(type, self.records)) <= {bytes, type(None)}:
+            raise ProtocolError("replica.records: bad record")
+        _check_failed(self.failed, "replica.records")

@@ -69,7 +69,9 @@ from ringkv.quorum.messages import (
     KvScan,
     LocalGet,
     ReplicaPut,
+    ReplicaPutMany,
     ReplicaRead,
+    ReplicaReadMany,
     ReplicaScan,
 )
 from ringkv.quorum.replica import LocalReplica
@@ -164,6 +166,8 @@ class NodeServer:
             KvGet: self._on_get,
             KvPut: self._on_put,
             ReplicaPut: self._on_replica_put,
+            ReplicaPutMany: self._immediate(lambda m: self.coordinator.on_replica_put_many(m)),
+            ReplicaReadMany: self._immediate(lambda m: self.coordinator.on_replica_read_many(m)),
             ReplicaRead: self._on_replica_read,
             LocalGet: self._on_local_get,
             KvScan: self._deadlined(lambda m, d: self.scanner.scan(m, d)),

@@ -1,0 +1,64 @@
+"""Replica requests of one loop turn travel as one message, and each still fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ringkv.codec import encode_record
+from ringkv.quorum.dvv import DVVSet
+from ringkv.quorum.messages import ReplicaPutMany, ReplicaReadMany
+from ringkv.simcluster import SimCluster
+from ringkv.simloop import run_virtual
+
+
+def test_concurrent_requests_share_replica_messages_and_all_land(tmp_path):
+    from ringkv.quorum.messages import KvGet, KvPut
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=3).start()
+        try:
+            await cluster.run_for(5)  # every member up
+            c = cluster.servers[0].coordinator
+            deadline = asyncio.get_running_loop().time() + 5
+            before = dict(c.stats)
+            # one loop turn's worth of writes and reads, as a busy coordinator sees them
+            await asyncio.gather(*(c.put(KvPut("default", b"k%d" % i, b"v%d" % i, None, 3, None, ""), deadline) for i in range(100)))
+            got = await asyncio.gather(*(c.get(KvGet("default", b"k%d" % i, 3), deadline) for i in range(100)))
+            after = dict(c.stats)
+            client = await cluster.client(1)
+            seen = [(await client.keyspace("default").aget(b"k%d" % i, r=3)).value for i in range(100)]
+            return [g.values for g in got], seen, before, after
+        finally:
+            await cluster.stop()
+
+    values, seen, before, after = run_virtual(main())
+    assert values == [[b"v%d" % i] for i in range(100)]
+    assert seen == [b"v%d" % i for i in range(100)]
+    requests = after["replica_requests"] - before["replica_requests"]
+    messages = after["replica_messages"] - before["replica_messages"]
+    assert requests == 2 * 100 * 2, "every put (W=3) and every R=3 read reaches the two other replicas"
+    assert messages <= 4, f"{requests} replica requests in {messages} messages: not coalesced"
+
+
+def test_a_bad_record_in_a_batch_fails_alone(tmp_path):
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=4).start()
+        try:
+            c = cluster.servers[0].coordinator
+            good = encode_record(DVVSet({"a.1": 1}, [("a.1", 1, 5, b"good")]))
+            done = c.on_replica_put_many(ReplicaPutMany([
+                ["default", b"ok-1", good, None],
+                ["no_such_keyspace", b"x", good, None],
+                ["default", b"corrupt", b"\x02\x00\x00\x00\x09junk", None],
+                ["default", b"ok-2", good, None],
+            ]))
+            read = c.on_replica_read_many(ReplicaReadMany([["default", b"ok-1"], ["nope", b"x"], ["default", b"ok-2"], ["default", b"corrupt"]]))
+            return done.failed, read.records, read.failed
+        finally:
+            await cluster.stop()
+
+    failed, records, read_failed = run_virtual(main())
+    assert sorted(i for i, _, _ in failed) == [1, 2]
+    assert {code for _, code, _ in failed} <= {"keyspace_not_found", "corrupt_record"}
+    assert records[0] is not None and records[2] is not None and records[3] is None
+    assert [i for i, _, _ in read_failed] == [1]
