@@ -173,14 +173,15 @@ class Coordinator:
                 self._recent[req.request_id] = rec
         return await self._replicate(table, req.key, rec, walk, w, deadline)
 
-    def _hold_hint(self, table: Table, key: bytes, owner: str) -> None:
-        """Remember that ``owner`` lacks our copy of ``key``; hinted handoff delivers it later."""
+    def _hold_hint(self, table: Table, key: bytes, owner: str) -> bool:
+        """Remember that ``owner`` lacks our copy of ``key``; hinted handoff delivers it later. False: nothing to hold."""
         if owner == self.view.node_id or self.replica.storage.get(table.cf, table.skey(key)) is None:
-            return
+            return False
         batch = self.replica.storage.batch()
         self.hints.add(batch, owner, table.wire_name, key, self.replica.hlc.now())
         self.replica.storage.write(batch)
         self.stats["hinted_writes"] += 1
+        return True
 
     def _late_ack(self, table: Table, key: bytes, owner: str) -> Callable[[asyncio.Future], None]:
         """After answering: a replica that finally fails gets a hint instead."""
@@ -205,10 +206,10 @@ class Coordinator:
         targets = write_targets(walk, info.n, me, self.view.is_alive)
         used = {me, *(t for t, _ in targets), *walk[: info.n]}
         # pending owners (a joining node, the gainers of a leaving one) must get the write too
-        pending = [p for p in self.view.pending(table.place(key), info.n) if p not in used]
-        targets += [(p, None) for p in pending]
-        used.update(pending)
-        tally = Tally(w + len(pending), len(targets) + 1)
+        owners_to_be = [p for p in self.view.pending(table.place(key), info.n) if p not in used]
+        targets += [(p, None) for p in owners_to_be]
+        used.update(owners_to_be)
+        tally = Tally(w + len(owners_to_be), len(targets) + 1)
         tally.success(me)
         pending: dict[asyncio.Future, tuple[str, Optional[str]]] = {}
 
@@ -241,8 +242,11 @@ class Coordinator:
                         used.add(fb)
                         launch(fb, owner)
                         tally.expected += 1
-                    else:
-                        self._hold_hint(table, key, owner)
+                    elif self._hold_hint(table, key, owner) and owner in owners_to_be:
+                        # a future owner (joining) gets it by hinted handoff: no ack needed from it
+                        tally.required -= 1
+                        tally.expected -= 1
+                        continue
                     tally.failure(node)
             if tally.met:
                 answered = True

@@ -194,3 +194,44 @@ def test_wiped_node_rejoins_with_its_tokens(tmp_path):
 
     before, after = run_virtual(main())
     assert tuple(before) == tuple(after)
+
+
+def test_a_joining_owner_that_refuses_a_write_gets_it_by_hint_and_the_write_succeeds(tmp_path):
+    from ringkv.errors import Unavailable
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=9, vnodes=16, stream=StreamConfig(mb_per_s=0.02, chunk_bytes=4096)).start()
+        try:
+            client = await cluster.client(0, timeout=5.0)
+            await cluster.wait_for(lambda: _all_up(cluster, 3))
+            await client.akeyspace_create("data", n=3, r=2, w=2)
+            for i in range(300):
+                await client.keyspace("data").aput(b"old%d" % i, b"x" * 200)
+            j = await cluster.add()
+            joiner = cluster.servers[j]
+            # streaming is slow: the joiner stays a pending owner; it refuses writes meanwhile
+            await cluster.wait_for(lambda: any(s.future_ring is not s.ring and joiner.node_id in s.future_ring for s in cluster.servers[:3]))
+
+            def refuse(*_a, **_k):
+                raise Unavailable("busy")
+
+            joiner.coordinator.on_replica_put = refuse
+            joiner.coordinator.on_replica_put_many = refuse
+            keys = [b"new%d" % i for i in range(300)]
+            future = [k for k in keys if joiner.node_id in cluster.servers[0].future_ring.preference_list(k, 3)
+                      and joiner.node_id not in cluster.servers[0].ring.preference_list(k, 3)]
+            for k in future:
+                await client.keyspace("data").aput(k, b"v", w=3)  # must not fail for the joiner's sake
+            hinted = sum(s.coordinator.stats["hinted_writes"] for s in cluster.servers[:3])
+            del joiner.coordinator.on_replica_put, joiner.coordinator.on_replica_put_many
+            await cluster.wait_for(lambda: _all_up(cluster, 4), timeout=900)
+            await cluster.run_for(5)  # hint delivery
+            have = [(await client.call(LocalGet("data", k), addr=cluster.configs[j].listen)).record is not None for k in future]
+            return len(future), hinted, have
+        finally:
+            await cluster.stop()
+
+    n, hinted, have = run_virtual(main())
+    assert n > 0
+    assert hinted > 0
+    assert all(have), "the joiner lacks writes made while it refused them"
