@@ -41,9 +41,16 @@ class AsyncFeed(AsyncFeedAPI):
         return f"<AsyncFeed {self.name!r} in {self._keyspace!r}>"
 
     async def aappend(self, data, *, w: Optional[int] = None) -> str:
-        msg = FeedAppend(self._keyspace, self._feed, as_value(data, 1 << 30), _opt_count(w, "w"), False, self._client.request_id())
-        reply = await self._client.call(msg, self._feed, idempotent=False)
-        return format_id(reply.entry_id)  # type: ignore[attr-defined]
+        """Append; appends take turns among the feed's replicas, and one writer's appends keep their order."""
+        marks = self._client.feed_marks
+        mark_key = (self._keyspace, self._feed)
+        after, n = marks.get(mark_key, (None, 0))
+        msg = FeedAppend(self._keyspace, self._feed, as_value(data, 1 << 30), _opt_count(w, "w"), False, self._client.request_id(), after)
+        reply = await self._client.call(msg, self._feed, idempotent=False, spread=n)
+        eid = reply.entry_id  # type: ignore[attr-defined]
+        last = marks.get(mark_key, (None, 0))[0]
+        marks[mark_key] = (eid if last is None or eid > last else last, reply.n)  # type: ignore[attr-defined]
+        return format_id(eid)
 
     async def _apage(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Page:
         return await (await self._astart_page(after, reverse, limit, r))

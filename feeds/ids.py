@@ -63,6 +63,10 @@ class EntryIds:
         self._seq = itertools.count()
         self._lock = threading.Lock()
 
+    def observe(self, entry_id: bytes) -> None:
+        """Make the next id sort after ``entry_id`` (within the clock's drift bound)."""
+        self._hlc.observe(int.from_bytes(entry_id[:8], "big"))
+
     def next(self) -> bytes:
         with self._lock:
             ts = self._hlc.now()

@@ -40,9 +40,7 @@ class EmbeddedFeed(FeedAPI, AsyncFeedAPI):
         return self._db._feed_store
 
     def _write(self, table: Table, key: bytes, value: Optional[bytes], context) -> None:
-        store = self._store
-        with store.lock:
-            self._db._replica.write(table.cf, table.skey(key), value, context, extra=store.length_extra(table, key))
+        self._db._replica.write(table.cf, table.skey(key), value, context, extra=self._store.length_extra(table, key))
 
     def append(self, data, *, w: Optional[int] = None) -> str:
         table = self._table

@@ -43,11 +43,17 @@ class FeedAppend(Message):
     w: int | None = None
     forwarded: bool = False
     request_id: str = ""
+    #: The newest entry id this writer appended to the feed: the new entry sorts after it,
+    #: whichever replica makes it (a writer's appends keep their order).
+    after: bytes | None = None
 
 
 @message("feed.appended")
 class FeedAppended(Message):
+    """The new entry's id; ``n``: the feed's replica count (a writer spreads appends over them)."""
+
     entry_id: bytes
+    n: int = 0
 
 
 @message("feed.scan")

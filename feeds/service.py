@@ -138,12 +138,14 @@ class FeedService:
         rid = msg.request_id
         entry_id = self._recent.get(rid) if rid else None
         if entry_id is None:
+            if msg.after is not None:
+                self.ids.observe(_check_id(msg.after))
             entry_id = self.ids.next()
             if rid:
                 self._recent[rid] = entry_id
         # the same request id again re-sends the same record (no second entry, no new dot)
         await self.c.put(KvPut(table.wire_name, feed_entry_key(feed, entry_id), msg.data, None, msg.w, None, rid and "feed:" + rid, True), deadline)
-        return FeedAppended(entry_id)
+        return FeedAppended(entry_id, table.info.n)
 
     async def remove(self, msg: FeedRemove, deadline: float) -> None:
         table = self._table(msg.keyspace)

@@ -3,12 +3,12 @@
 Entries live in the keyspace's feed column family under the feed's prefix
 (see :mod:`ringkv.quorum.tables`), so one feed is one ordered range scan. A
 feed's length is a counter kept beside it and changed in the same WriteBatch
-as the entry that changes it: appends and removes never count by scanning.
+as the entry that changes it (:meth:`ringkv.storage.Batch.add`): appends and
+removes never count by scanning.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Optional
 
 from ringkv.codec import live_value, live_values
@@ -61,8 +61,6 @@ class FeedStore:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        #: Held by writers that update a length from several threads (the embedded database).
-        self.lock = threading.RLock()
 
     @staticmethod
     def _len_key(keyspace: str, feed: bytes) -> bytes:
@@ -80,9 +78,7 @@ class FeedStore:
         def extra(batch, old: Optional[DVVSet], new: DVVSet) -> None:
             delta = _live(new) - _live(old)
             if delta:
-                with self.lock:
-                    cur = self.length(table.info.name, feed)
-                    batch.put(META_CF, lkey, max(0, cur + delta).to_bytes(8, "big", signed=True))
+                batch.add(META_CF, lkey, delta)
 
         return extra
 

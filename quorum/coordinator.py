@@ -209,7 +209,9 @@ class Coordinator:
         owners_to_be = [p for p in self.view.pending(table.place(key), info.n) if p not in used]
         targets += [(p, None) for p in owners_to_be]
         used.update(owners_to_be)
-        tally = Tally(w + len(owners_to_be), len(targets) + 1)
+        # W acks plus one per future owner; when the current owners are too few (a cluster
+        # whose other members are still joining), the future owners' acks make up W.
+        tally = Tally(max(w, min(w + len(owners_to_be), len(targets) + 1)), len(targets) + 1)
         tally.success(me)
         pending: dict[asyncio.Future, tuple[str, Optional[str]]] = {}
 

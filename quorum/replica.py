@@ -129,7 +129,7 @@ class LocalReplica:
         storage, observers, merge = self.storage, self.observers, sync_lww if lww else sync
         batch = storage.batch()
         written: dict[bytes, bytes] = {}  # a key twice in one chunk merges into its first copy
-        extras = changed = 0
+        changed = 0
         try:
             for (skey, raw, extra), (clock, entries), old_raw in zip(records, parts, found):
                 if written:
@@ -141,16 +141,12 @@ class LocalReplica:
                     local = decode_record(old_raw) if old_raw is not None else None
                     merged = merge(local, DVVSet(clock, list(entries)))
                     new_raw = encode_record(merged) if local is None or merged != local else None
-                if extra is not None and extras:
-                    storage.write(batch)  # hooks read what earlier ones wrote (a feed's length)
-                    batch = storage.batch()
                 if new_raw is not None:
                     batch.put(cf, skey, new_raw)
                     written[skey] = new_raw
                     changed += 1
                 if extra is not None:
                     extra(batch, local, merged)
-                    extras += 1
                 if new_raw is not None:
                     for observe in observers:
                         observe(batch, cf, skey, old_raw, new_raw)

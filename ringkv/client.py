@@ -17,6 +17,8 @@ import threading
 from concurrent.futures import Future
 from typing import Any, AsyncIterator, Awaitable, Iterable, Iterator, Optional, TypeVar
 
+from cachetools import LRUCache
+
 from ringkv.api import DatabaseAPI, KeyspaceAPI
 from ringkv.errors import BadRequest, ClosedError, QuorumError, RingKVError, Timeout, Unavailable, WrongType
 from ringkv.keys import as_key, as_value
@@ -69,6 +71,9 @@ class AsyncClient:
         self._closed = False
         self._rid_prefix = secrets.token_hex(8)
         self._rid_seq = itertools.count()
+        self._turn = itertools.count()
+        #: ``(keyspace, feed) -> (newest entry id appended, replicas)``: orders and spreads this writer's appends
+        self.feed_marks: LRUCache = LRUCache(maxsize=10_000)
 
     def request_id(self) -> str:
         """A unique id per write (a random per-client prefix and a counter: cheaper than uuid4)."""
@@ -158,8 +163,12 @@ class AsyncClient:
         addr: Optional[str] = None,
         timeout: Optional[float] = None,
         idempotent: bool = True,
+        spread: int = 0,
     ) -> Message:
         """Send a request to the best node for ``key``, trying others on failure.
+
+        ``spread`` > 1 takes turns among the first ``spread`` nodes for ``key``
+        (the replicas of a feed, any of which may coordinate an append).
 
         A request that certainly did not arrive (``Unavailable``) moves on to
         the next node. After a ``Timeout`` the request may have been applied:
@@ -174,6 +183,9 @@ class AsyncClient:
         total = self.timeout if timeout is None else timeout
         deadline = loop.time() + total
         candidates = [addr] if addr is not None else self._candidates(key)
+        if spread > 1 and len(candidates) > 1:
+            k = next(self._turn) % min(spread, len(candidates))
+            candidates = candidates[k:] + candidates[:k]
         last: BaseException = Unavailable("no node to send to")
         for i, target in enumerate(candidates):
             remaining = deadline - loop.time()

@@ -63,12 +63,27 @@ def _rocks_errors(what: str):
 class Batch:
     """Writes applied atomically by :meth:`Storage.write`."""
 
-    __slots__ = ("_wb", "_storage", "count")
+    __slots__ = ("_wb", "_storage", "count", "counters")
 
     def __init__(self, storage: "Storage") -> None:
         self._storage = storage
         self._wb = WriteBatch(raw_mode=True)
         self.count = 0
+        #: ``(cf, key) -> delta`` of counters, resolved when the batch is written
+        self.counters: Optional[dict[tuple[str, bytes], int]] = None
+
+    def add(self, cf: str, key: bytes, delta: int) -> None:
+        """Add ``delta`` to the counter at ``key`` (8-byte signed, never below 0) when the batch is written.
+
+        Counters are read and updated as the batch is written, under the
+        storage's lock: many changes to one counter in a batch, or in
+        batches written by several threads, all count, with one read each.
+        """
+        if self.counters is None:
+            self.counters = {}
+        k = (cf, key)
+        self.counters[k] = self.counters.get(k, 0) + delta
+        self.count += 1
 
     def put(self, cf: str, key: bytes, value: bytes) -> None:
         self._wb.put(key, value, self._storage._handle(cf))
@@ -203,7 +218,16 @@ class Storage:
         if batch.count == 0:
             return
         with _rocks_errors("write"):
-            self._db.write(batch._wb, self._wopts)
+            if batch.counters:
+                with self._lock:
+                    for (cf, key), delta in batch.counters.items():
+                        raw = self.cf(cf).get(key)
+                        cur = int.from_bytes(raw, "big", signed=True) if raw else 0
+                        batch._wb.put(key, max(0, cur + delta).to_bytes(8, "big", signed=True), self._handle(cf))
+                    self._db.write(batch._wb, self._wopts)
+                batch.counters = None
+            else:
+                self._db.write(batch._wb, self._wopts)
         batch.count = 0
         if sync:
             self.sync_wal()

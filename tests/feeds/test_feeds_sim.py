@@ -155,3 +155,59 @@ def test_agreeing_replicas_are_read_by_digest_and_a_stale_one_is_merged_and_repa
     assert after_merge > 0
     assert local == 600, "the stale replica is read-repaired"
     assert third == ids and final_merges == after_merge, "once repaired, pages agree by digest again"
+
+
+def test_one_writers_appends_keep_their_order_across_coordinators_with_skewed_clocks(tmp_path):
+    """Appends take turns among the feed's replicas; a replica whose clock is
+    behind still orders a writer's next entry after its previous one."""
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=12).start()
+        try:
+            await cluster.run_for(5)  # all members up, and known to the client
+            for k, server in enumerate(cluster.servers):
+                hlc = server.coordinator.replica.hlc
+                real = hlc._physical
+                hlc._physical = (lambda real, skew: lambda: real() - skew)(real, 20_000 * k)  # up to 40 s behind
+            client = await cluster.client(0)
+            feed = client.feed("ordered")
+            appended = [await feed.aappend(b"%d" % i) for i in range(60)]
+            mark = client.feed_marks[("default", b"ordered")][0]
+            listed = await _all_ids(feed)
+            coordinators = sum(1 for s in cluster.servers if s.feeds._recent)
+            return appended, listed, coordinators, mark
+        finally:
+            await cluster.stop()
+
+    from ringkv.feeds.ids import format_id
+
+    appended, listed, coordinators, mark = run_virtual(main())
+    assert listed == appended, "a writer's appends came back out of order"
+    assert coordinators == 3, "appends should take turns among the feed's replicas"
+    assert format_id(mark) == appended[-1], "the writer's next append carries its newest id"
+
+
+def test_an_append_with_the_writers_last_id_sorts_after_it_on_a_replica_whose_clock_is_behind(tmp_path):
+    from ringkv.feeds.messages import FeedAppend
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=13).start()
+        try:
+            await cluster.run_for(5)
+            hlc = cluster.servers[2].coordinator.replica.hlc
+            real = hlc._physical
+            hlc._physical = lambda: real() - 60_000  # a minute behind
+            client = await cluster.client(0)
+            await client.akeyspace_create("solo", n=3, r=1, w=1)
+            cluster.partition([0], [1, 2])  # node 2 never hears of the first entry
+            deadline = asyncio.get_running_loop().time() + 5
+            a = (await cluster.servers[0].feeds.append(FeedAppend("solo", b"f", b"a", 1), deadline)).entry_id
+            blind = (await cluster.servers[2].feeds.append(FeedAppend("solo", b"f", b"b", 1), deadline)).entry_id
+            after = (await cluster.servers[2].feeds.append(FeedAppend("solo", b"f", b"c", 1, after=a), deadline)).entry_id
+            return a, blind, after
+        finally:
+            await cluster.stop()
+
+    a, blind, after = run_virtual(main())
+    assert blind < a, "the skewed clock should order an unaware append first (the test's premise)"
+    assert after > a
