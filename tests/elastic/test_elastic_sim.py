@@ -235,3 +235,26 @@ def test_a_joining_owner_that_refuses_a_write_gets_it_by_hint_and_the_write_succ
     assert n > 0
     assert hinted > 0
     assert all(have), "the joiner lacks writes made while it refused them"
+
+
+def test_writes_to_a_cluster_still_forming_succeed_and_reach_every_member(tmp_path):
+    """One member up, two still joining: a W=2 write counts the joiners' acks (and needs them all)."""
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=12).start()
+        try:
+            forming = [sum(m.status == "joining" for m in s.gossip.members.values()) for s in cluster.servers]
+            client = await cluster.client(0)
+            await client.keyspace("default").aput(b"early", b"v", w=2)
+            await cluster.wait_for(lambda: _all_up(cluster, 3))
+            copies = 0
+            for i in range(3):
+                reply = await client.call(LocalGet("default", b"early"), addr=cluster.configs[i].listen)
+                copies += reply.record is not None
+            return forming, copies
+        finally:
+            await cluster.stop()
+
+    forming, copies = run_virtual(main())
+    assert any(forming), "the test's premise: members were still joining"
+    assert copies == 3
