@@ -67,7 +67,8 @@ class LocalReplica:
         extra: Extra = None,
     ) -> DVVSet:
         """Coordinate a new write (``value=None`` deletes) with this replica's dot."""
-        table = self.storage.cf(cf)
+        storage = self.storage
+        table = storage.cf(cf)
         ts = self.hlc.now() if timestamp is None else timestamp
         with self._locks[skey[0] & _STRIPE_MASK]:
             raw = table.get(skey)
@@ -77,8 +78,9 @@ class LocalReplica:
                 local = decode_record(raw) if raw is not None else None
                 rec = (update_lww if lww else update)(local, context, value, self.actor, ts)
             if extra is None and not self.observers:
-                table.put(skey, encode_record(rec), self.storage.write_options)
-                self.storage.durable()
+                table.put(skey, encode_record(rec), storage.write_options)
+                if storage._sync_each:
+                    storage.sync_wal()
             else:
                 self._store(cf, skey, raw, encode_record(rec), extra, local, rec)
         return rec
