@@ -201,6 +201,9 @@ class FeedService:
         source = me if me in live else live[0]
         others = [n for n in live if n != source][: r - 1]
         digest_req = dataclasses.replace(req, digest=True)
+        # half the budget at most: a replica that hangs here leaves time for the full read
+        now = asyncio.get_running_loop().time()
+        deadline = now + (deadline - now) / 2
         futs = [self.c._call_future(n, digest_req, deadline) for n in others]
         self._flush()
         try:

@@ -13,13 +13,18 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from ringkv.errors import ProtocolError, RingKVError, Timeout, from_wire
+from ringkv.errors import ProtocolError, RingKVError, Timeout, TooLarge, from_wire
 from ringkv.quorum.messages import ReplicaPut, ReplicaPutMany, ReplicaPutManyDone, ReplicaRead, ReplicaReadMany, ReplicaRecord, ReplicaRecords
 from ringkv.wire import Message
 
 __all__ = ["ReplicaBatcher"]
 
 _Item = tuple[Message, float, asyncio.Future]
+
+#: Bytes of records per ``replica.put_many``, about (a message stays far below the frame limit).
+MAX_BYTES = 4 << 20
+#: Keys per ``replica.read_many`` (its reply carries their records).
+MAX_READS = 256
 
 #: How a turn's requests of one type travel together.
 _MANY: dict[type, Callable[[list], Message]] = {
@@ -54,9 +59,10 @@ class ReplicaBatcher:
 
     def _send(self, key: tuple[str, type]) -> None:
         node, kind = key
-        items = self._queues.pop(key, [])
-        if not items:
-            return
+        for chunk in _chunks(self._queues.pop(key, []), kind):
+            self._dispatch(node, kind, chunk)
+
+    def _dispatch(self, node: str, kind: type, items: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
         budget = max(d for _, d, _ in items) - loop.time()
         try:
@@ -69,7 +75,30 @@ class ReplicaBatcher:
             return
         self.stats["replica_messages"] += 1
         self.stats["replica_requests"] += len(items)
-        req.add_done_callback(lambda f: _settle(items, f))
+        req.add_done_callback(lambda f: self._settle(node, kind, items, f))
+
+    def _settle(self, node: str, kind: type, items: list[_Item], req: asyncio.Future) -> None:
+        if len(items) > 1 and not req.cancelled() and isinstance(req.exception(), TooLarge):
+            for item in items:  # together they overflow a message (big records, or their reply): one by one
+                self._dispatch(node, kind, [item])
+            return
+        _settle(items, req)
+
+
+def _chunks(items: list[_Item], kind: type) -> list[list[_Item]]:
+    """A turn's requests as messages of bounded size (a big record travels alone)."""
+    if kind is ReplicaRead:
+        return [items[i : i + MAX_READS] for i in range(0, len(items), MAX_READS)]
+    out: list[list[_Item]] = [[]]
+    size = 0
+    for item in items:
+        n = len(item[0].record) + len(item[0].key)  # type: ignore[attr-defined]
+        if out[-1] and size + n > MAX_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += n
+    return [c for c in out if c]
 
 
 def _fail(items: list[_Item], exc: BaseException) -> None:

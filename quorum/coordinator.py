@@ -244,8 +244,9 @@ class Coordinator:
                         used.add(fb)
                         launch(fb, owner)
                         tally.expected += 1
-                    elif self._hold_hint(table, key, owner) and owner in owners_to_be:
-                        # a future owner (joining) gets it by hinted handoff: no ack needed from it
+                    elif self._hold_hint(table, key, owner) and owner in owners_to_be and tally.required > w:
+                        # a future owner (joining) gets it by hinted handoff: no ack needed
+                        # from it, but never fewer than W acks
                         tally.required -= 1
                         tally.expected -= 1
                         continue

@@ -361,15 +361,7 @@ class _Runner:
         self.loop = loop
 
     def run(self, coro: Awaitable[T]) -> T:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
-            coro.close()  # type: ignore[attr-defined]
-            raise BadRequest("a blocking call inside the client's own event loop would deadlock; use the a* twin (await ks.aget(...))")
-        fut: Future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
-        return fut.result()
+        return self.submit(coro).result()
 
     async def arun(self, coro: Awaitable[T]) -> T:
         if asyncio.get_running_loop() is self.loop:
@@ -399,7 +391,14 @@ class _Runner:
             await self.arun(agen.aclose())  # type: ignore[arg-type]
 
     def submit(self, coro: Awaitable[T]) -> Future:
-        """Start ``coro`` on the loop; the caller collects it later (a prefetch)."""
+        """Start ``coro`` on the loop; the caller collects it (blocking) later."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            coro.close()  # type: ignore[attr-defined]
+            raise BadRequest("a blocking call inside the client's own event loop would deadlock; use the a* twin (await ks.aget(...))")
         return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
 
     def close(self) -> None:

@@ -258,3 +258,33 @@ def test_writes_to_a_cluster_still_forming_succeed_and_reach_every_member(tmp_pa
     forming, copies = run_virtual(main())
     assert any(forming), "the test's premise: members were still joining"
     assert copies == 3
+
+
+def test_joining_owners_that_refuse_never_bring_a_write_below_w_acks(tmp_path):
+    """One member up, two joining and refusing writes: a W=2 write cannot be acknowledged."""
+    from ringkv.errors import QuorumError, Unavailable
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=12).start()
+        try:
+            forming = [sum(m.status == "joining" for m in s.gossip.members.values()) for s in cluster.servers]
+
+            def refuse(*_a, **_k):
+                raise Unavailable("busy")
+
+            for s in cluster.servers[1:]:
+                s.coordinator.on_replica_put = refuse
+                s.coordinator.on_replica_put_many = refuse
+            client = await cluster.client(0)
+            try:
+                await client.keyspace("default").aput(b"early", b"v", w=2)
+                outcome = "acknowledged"
+            except QuorumError as exc:
+                outcome = f"refused: {exc.acks} acks"
+            return forming, outcome
+        finally:
+            await cluster.stop()
+
+    forming, outcome = run_virtual(main())
+    assert any(forming)
+    assert outcome.startswith("refused"), "acknowledged with a single copy"

@@ -83,3 +83,4 @@ def test_node_acknowledges_after_one_fsync_per_loop_turn(tmp_path):
         assert 0 < storage.wal_syncs - before < 400 / 2, "writes of one loop turn should share an fsync"
     finally:
         node.stop()
+

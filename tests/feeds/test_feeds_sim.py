@@ -211,3 +211,27 @@ def test_an_append_with_the_writers_last_id_sorts_after_it_on_a_replica_whose_cl
     a, blind, after = run_virtual(main())
     assert blind < a, "the skewed clock should order an unaware append first (the test's premise)"
     assert after > a
+
+
+def test_a_replica_that_hangs_on_a_digest_leaves_time_for_the_full_read(tmp_path):
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=14).start()
+        try:
+            await cluster.run_for(5)
+            client = await cluster.client(0, timeout=4.0)
+            feed = client.feed("slow")
+            ids = [await feed.aappend(b"%d" % i) for i in range(20)]
+            ring = cluster.servers[0].ring
+            first, second = ring.preference_list(b"slow", 3)[:2]
+            hung = next(i for i, s in enumerate(cluster.servers) if s.node_id == second)
+            others = [i for i in range(3) if i != hung]
+            cluster.partition([hung], others)  # still "alive" to the others for a while: requests go unanswered
+            t0 = asyncio.get_running_loop().time()
+            got = await _all_ids(feed)
+            return ids, got, asyncio.get_running_loop().time() - t0
+        finally:
+            await cluster.stop()
+
+    ids, got, took = run_virtual(main())
+    assert got == ids
+    assert took < 4.0

@@ -62,3 +62,39 @@ def test_a_bad_record_in_a_batch_fails_alone(tmp_path):
     assert {code for _, code, _ in failed} <= {"keyspace_not_found", "corrupt_record"}
     assert records[0] is not None and records[2] is not None and records[3] is None
     assert [i for i, _, _ in read_failed] == [1]
+
+
+def test_a_turn_of_big_records_is_split_and_an_overflowing_batch_is_resent_one_by_one():
+    from ringkv.errors import TooLarge
+    from ringkv.quorum import batching
+    from ringkv.quorum.batching import ReplicaBatcher
+    from ringkv.quorum.messages import ReplicaPut, ReplicaRead
+
+    sent: list = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def request_future(addr, msg, budget):
+            sent.append((type(msg).__name__, len(getattr(msg, "records", getattr(msg, "keys", [None])))))
+            fut = loop.create_future()
+            if type(msg).__name__ == "ReplicaReadMany":
+                fut.set_exception(TooLarge("reply too large"))  # as a replica whose answer overflows a frame says
+            else:
+                fut.set_result(msg)
+            return fut
+
+        b = ReplicaBatcher(request_future, lambda node: "addr", {})
+        deadline = loop.time() + 5
+        big = b"x" * (batching.MAX_BYTES // 3 + 1)
+        puts = [b.request("n1", ReplicaPut("ks", b"k%d" % i, big), deadline) for i in range(7)]
+        reads = [b.request("n1", ReplicaRead("ks", b"k%d" % i), deadline) for i in range(3)]
+        await asyncio.gather(*puts)
+        got = await asyncio.gather(*reads, return_exceptions=True)
+        return [not isinstance(g, BaseException) for g in got]
+
+    ok = asyncio.run(main())
+    put_messages = [n for kind, n in sent if kind in ("ReplicaPut", "ReplicaPutMany")]
+    assert sum(put_messages) == 7 and max(put_messages) <= 2, "big records must not share one oversized message"
+    assert ("ReplicaReadMany", 3) in sent and sent.count(("ReplicaRead", 1)) == 3, "an overflowing batch is resent one by one"
+    assert ok == [True, True, True]
