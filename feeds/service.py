@@ -182,7 +182,7 @@ class FeedService:
         r = as_optional_count(msg.r, "r", table.info.n) or table.info.r
         agreed = await self._digest_scan(table, feed, r, req, deadline)
         if agreed is not None:
-            return FeedPage(*page_of(*agreed, after))
+            return agreed
         self.c.stats["feed_scan_merges"] += 1
         answers = await self._gather(table, feed, r, lambda: self.replica_scan(req), req, deadline)
         pages = {node: ([(k, decode_record(raw)) for k, raw in a.entries], a.full) for node, a in answers.items()}  # type: ignore[union-attr]
@@ -191,8 +191,11 @@ class FeedService:
         live = [(split_feed_key(k)[1], data) for k, rec in merged if (data := entry_data(rec)) is not None]
         return FeedPage([i for i, _ in live], [d for _, d in live], split_feed_key(cut)[1] if cut is not None else after, more)
 
-    async def _digest_scan(self, table: Table, feed: bytes, r: int, req: FeedReplicaScan, deadline: float) -> Optional[tuple[list, bool]]:
-        """``(rows, full)`` of one replica's page if R-1 others' digests match it; None otherwise."""
+    async def _digest_scan(self, table: Table, feed: bytes, r: int, req: FeedReplicaScan, deadline: float) -> Optional[FeedPage]:
+        """One replica's page if R-1 others' digests match it; None otherwise.
+
+        The page is built while the digests are on their way.
+        """
         view = self.c.view
         me = view.node_id
         live = [n for n in view.walk(feed)[: table.info.n] if n == me or view.is_alive(n)]
@@ -211,12 +214,13 @@ class FeedService:
                 rows, full = self._scan_rows(req)
                 digest = page_digest(rows) if futs else 0
             else:
-                page = await self.c._call(source, req, deadline)
-                rows, full, digest = page.entries, page.full, page.digest  # type: ignore[attr-defined]
+                reply = await self.c._call(source, req, deadline)
+                rows, full, digest = reply.entries, reply.full, reply.digest  # type: ignore[attr-defined]
+            page = FeedPage(*page_of(rows, full, req.after))
             for fut in futs:
                 if (await fut).digest != digest:  # type: ignore[attr-defined]
                     return None
-            return rows, full
+            return page
         except RingKVError:
             return None
         finally:
