@@ -346,6 +346,14 @@ class Coordinator:
         """Merge a record into the local replica (feeds keep their length in step)."""
         return self.replica.apply(table.cf, table.skey(key), rec, lww=table.lww, extra=_chain([extra, self.table_extra(table, key)]))
 
+    def apply_encoded(self, table: Table, records: list[tuple[bytes, bytes, Optional[str]]]) -> int:
+        """Merge encoded records ``(key, record, hint_for)`` in one batch, as :meth:`apply` would each; returns how many changed."""
+        me = self.view.node_id
+        return self.replica.apply_many(table.cf, [
+            (table.skey(key), raw, _chain([self._hint_extra(h, table.wire_name, key) if h is not None and h != me else None, self.table_extra(table, key)]))
+            for key, raw, h in records
+        ], lww=table.lww)
+
     def table_extra(self, table: Table, key: bytes) -> Extra:
         """Companion writes every record of ``table`` needs (set by the feeds layer)."""
         hook = self.table_hooks.get(table.feed)
@@ -365,15 +373,9 @@ class Coordinator:
         groups: dict[str, list[tuple[int, bytes, bytes, Optional[str]]]] = {}
         for i, (keyspace, key, raw, hint_for) in enumerate(msg.records):
             groups.setdefault(keyspace, []).append((i, key, raw, hint_for))
-        me = self.view.node_id
         for keyspace, items in groups.items():
             try:
-                table = self.table(keyspace)
-                records = [
-                    (table.skey(key), raw, _chain([self._hint_extra(h, table.wire_name, key) if h is not None and h != me else None, self.table_extra(table, key)]))
-                    for _, key, raw, h in items
-                ]
-                self.replica.apply_many(table.cf, records, lww=table.lww)
+                self.apply_encoded(self.table(keyspace), [(key, raw, h) for _, key, raw, h in items])
             except RingKVError:
                 for i, key, raw, h in items:  # find which ones: each alone
                     try:

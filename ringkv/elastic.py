@@ -54,9 +54,7 @@ class Elastic:
 
     def _apply_chunk(self, table: Table, entries: list) -> int:
         """Merge a streamed chunk as ``coordinator.apply`` would each record, in one batch."""
-        c = self.s.coordinator
-        records = [(table.skey(key), raw, c.table_extra(table, key)) for key, raw in entries]  # type: ignore[union-attr]
-        return c.replica.apply_many(table.cf, records, lww=table.lww)  # type: ignore[union-attr]
+        return self.s.coordinator.apply_encoded(table, [(key, raw, None) for key, raw in entries])  # type: ignore[union-attr]
 
     def spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
