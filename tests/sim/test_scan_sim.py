@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 
-import pytest
 
 from ringkv.errors import QuorumError
 from ringkv.hashing import hash64_bytes
