@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from ringkv.errors import QuorumError
 from ringkv.hashing import hash64_bytes
 from ringkv.simcluster import SimCluster
