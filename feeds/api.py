@@ -8,6 +8,7 @@ Paging state lives in :class:`Pager`, so the sync and async loops are thin.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import AsyncIterator, Awaitable, Callable, Iterator, Optional
 
@@ -19,8 +20,8 @@ __all__ = ["Entry", "Pager", "FeedAPI", "AsyncFeedAPI", "Page", "check_limit"]
 #: ``(raw ids, data of each, cursor raw id or None, more)``
 Page = tuple[list[bytes], list[bytes], Optional[bytes], bool]
 
-#: Entries asked for first; each next page is bigger, up to MAX_PAGE, so a
-#: short read stays cheap and a long one pays few round trips.
+#: Entries asked for first, then per page: a short read stays cheap, a long
+#: one pays few round trips (and a cluster coordinator reads its pages ahead).
 FIRST_PAGE = 128
 MAX_PAGE = 2048
 
@@ -83,10 +84,18 @@ class Pager:
         self.left = check_limit(limit)
         self.done = self.left == 0
         self.size = FIRST_PAGE
+        #: names this iteration to a cluster coordinator, which reads its next page ahead
+        self.session = random.getrandbits(63) | 1
 
     def request(self) -> tuple[Optional[bytes], bool, int]:
         size = self.size if self.left is None else max(1, min(self.size, self.left))
         return self.after, self.reverse, size
+
+    def stream(self) -> tuple[int, int]:
+        """``(session, size of the pages after the one requested)``; 0 when that one is the last wanted."""
+        if self.left is None:
+            return self.session, MAX_PAGE
+        return self.session, max(0, min(self.left - self.size, MAX_PAGE))
 
     def take(self, page: Page) -> Iterator[Entry]:
         """Advance past ``page``; its entries are made as they are consumed (after the next request is out)."""
@@ -103,7 +112,7 @@ class Pager:
         elif ids:
             self.after = ids[-1]
         self.done = self.left == 0 or not more
-        self.size = min(self.size * 4, MAX_PAGE)
+        self.size = MAX_PAGE
         return map(Entry, ids, datas)
 
 
@@ -146,18 +155,21 @@ class FeedAPI:
         pager = Pager(start, reverse, limit)
         if pager.done:
             return
-        pending = self._start_page(*pager.request(), r)
+        pending = self._start_page(*pager.request(), r, pager.stream())
         try:
             while pending is not None:
                 entries = pager.take(pending())
-                pending = None if pager.done else self._start_page(*pager.request(), r)
+                pending = None if pager.done else self._start_page(*pager.request(), r, pager.stream())
                 yield from entries
         finally:
             if pending is not None:
                 _cancel(pending)
 
-    def _start_page(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Callable[[], Page]:
-        """Begin fetching a page; the returned call gives it. Backends with a network prefetch here."""
+    def _start_page(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int], stream: tuple[int, int] = (0, 0)) -> Callable[[], Page]:
+        """Begin fetching a page; the returned call gives it. Backends with a network prefetch here.
+
+        ``stream`` is :meth:`Pager.stream`: what a cluster coordinator may read ahead.
+        """
         return lambda: self._page(after, reverse, limit, r)
 
     def __iter__(self) -> Iterator[Entry]:
@@ -252,18 +264,18 @@ class AsyncFeedAPI:
         pager = Pager(start, reverse, limit)
         if pager.done:
             return
-        pending = await self._astart_page(*pager.request(), r)
+        pending = await self._astart_page(*pager.request(), r, pager.stream())
         try:
             while pending is not None:
                 entries = pager.take(await pending)
-                pending = None if pager.done else await self._astart_page(*pager.request(), r)
+                pending = None if pager.done else await self._astart_page(*pager.request(), r, pager.stream())
                 for entry in entries:
                     yield entry
         finally:
             if pending is not None:
                 _cancel(pending)
 
-    async def _astart_page(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Awaitable[Page]:
+    async def _astart_page(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int], stream: tuple[int, int] = (0, 0)) -> Awaitable[Page]:
         """Begin fetching a page; awaiting the result gives it. Backends with a network prefetch here."""
         return self._apage(after, reverse, limit, r)
 

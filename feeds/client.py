@@ -52,13 +52,13 @@ class AsyncFeed(AsyncFeedAPI):
         marks[mark_key] = (eid if last is None or eid > last else last, reply.n)  # type: ignore[attr-defined]
         return format_id(eid)
 
-    async def _apage(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Page:
-        return await (await self._astart_page(after, reverse, limit, r))
+    async def _apage(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int], stream: tuple[int, int] = (0, 0)) -> Page:
+        return await (await self._astart_page(after, reverse, limit, r, stream))
 
-    async def _astart_page(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int]) -> Awaitable[Page]:
+    async def _astart_page(self, after: Optional[bytes], reverse: bool, limit: int, r: Optional[int], stream: tuple[int, int] = (0, 0)) -> Awaitable[Page]:
         """Send the page request now: the next page is on its way while this one is read."""
-        call = self._client.start_call(FeedScan(self._keyspace, self._feed, after, reverse, limit, _opt_count(r, "r")), self._feed)
-        return _as_page(call)
+        call = self._client.start_call(FeedScan(self._keyspace, self._feed, after, reverse, limit, _opt_count(r, "r"), *stream), self._feed)
+        return _Pending(call)
 
     async def _aget(self, entry_id: bytes, r: Optional[int]):
         reply = await self._client.call(FeedGet(self._keyspace, self._feed, entry_id, _opt_count(r, "r")), self._feed)
@@ -73,8 +73,22 @@ class AsyncFeed(AsyncFeedAPI):
 
 
 async def _as_page(call: Awaitable) -> Page:
-    reply = await call
-    return reply.ids, reply.data, reply.cursor, reply.more
+    return (await call).page()
+
+
+class _Pending:
+    """A page request on its way; awaiting it gives the page, ``cancel`` drops it unread."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call) -> None:
+        self._call = call
+
+    def __await__(self):
+        return _as_page(self._call).__await__()
+
+    def cancel(self) -> None:
+        self._call.close()
 
 
 async def afeeds(client: "AsyncClient", keyspace: str) -> list[str]:
@@ -112,9 +126,9 @@ class ClientFeed(FeedAPI, AsyncFeedAPI):
     def _page(self, after, reverse, limit, r) -> Page:
         return self._runner.run(self._core._apage(after, reverse, limit, r))
 
-    def _start_page(self, after, reverse, limit, r) -> Callable[[], Page]:
+    def _start_page(self, after, reverse, limit, r, stream=(0, 0)) -> Callable[[], Page]:
         """The request runs on the client's loop thread while this thread reads the current page."""
-        fut = self._runner.submit(self._core._apage(after, reverse, limit, r))
+        fut = self._runner.submit(self._core._apage(after, reverse, limit, r, stream))
         return _Prefetched(fut)
 
     def _get(self, entry_id, r):
@@ -129,8 +143,11 @@ class ClientFeed(FeedAPI, AsyncFeedAPI):
     async def aappend(self, data, *, w: Optional[int] = None) -> str:
         return await self._runner.arun(self._core.aappend(data, w=w))
 
-    async def _apage(self, after, reverse, limit, r) -> Page:
-        return await self._runner.arun(self._core._apage(after, reverse, limit, r))
+    async def _apage(self, after, reverse, limit, r, stream=(0, 0)) -> Page:
+        return await self._runner.arun(self._core._apage(after, reverse, limit, r, stream))
+
+    async def _astart_page(self, after, reverse, limit, r, stream=(0, 0)) -> Awaitable[Page]:
+        return self._apage(after, reverse, limit, r, stream)
 
     async def _aget(self, entry_id, r):
         return await self._runner.arun(self._core._aget(entry_id, r))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ringkv.errors import ProtocolError
+from ringkv.feeds.pages import check_packed, first_of_packed, unpack
 from ringkv.wire import Message, check_pairs, message
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "FeedAppended",
     "FeedScan",
     "FeedPage",
+    "FeedPackedPage",
     "FeedGet",
     "FeedEntry",
     "FeedRemove",
@@ -58,7 +60,13 @@ class FeedAppended(Message):
 
 @message("feed.scan")
 class FeedScan(Message):
-    """A page of live entries after ``after`` (exclusive), merged from R replicas."""
+    """A page of live entries after ``after`` (exclusive), merged from R replicas.
+
+    ``session`` (non-zero) names one iteration; with ``ahead`` > 0 the
+    coordinator starts reading that iteration's next page of ``ahead``
+    entries as soon as this one is sent, so the client's next request finds
+    it ready. Every page is still read after the iteration began.
+    """
 
     keyspace: str
     feed: bytes
@@ -66,6 +74,8 @@ class FeedScan(Message):
     reverse: bool
     limit: int
     r: int | None = None
+    session: int = 0
+    ahead: int = 0
 
 
 @message("feed.page")
@@ -81,9 +91,52 @@ class FeedPage(Message):
     cursor: bytes | None
     more: bool
 
+    def page(self) -> tuple[list, list, bytes | None, bool]:
+        """``(ids, data, cursor, more)``."""
+        return self.ids, self.data, self.cursor, self.more
+
+    def first(self, limit: int) -> "FeedPage":
+        """This page cut to its first ``limit`` entries (the cursor then is the last one kept)."""
+        if len(self.ids) <= limit:
+            return self
+        return FeedPage(self.ids[:limit], self.data[:limit], self.ids[limit - 1], True)
+
     def check(self) -> None:
         if len(self.ids) != len(self.data) or not _all_bytes(self.ids) or not _all_bytes(self.data) or not set(map(len, self.ids)) <= {16}:
             raise ProtocolError("feed.page: bad entries")
+
+
+@message("feed.packed_page")
+class FeedPackedPage(Message):
+    """A page as one replica stores it, when all its records share one layout (the common case).
+
+    ``keys``: the entries' storage keys, ``stride`` bytes each, ending in
+    the 16-byte entry id; ``records``: their records back to back, entry
+    ``i`` being ``lengths[i]`` bytes (u32, little-endian) whose value starts
+    ``skip`` bytes in. A few large byte strings instead of thousands of small
+    ones: the coordinator, which every page of an iteration waits for, joins
+    them rather than slicing each entry (:mod:`ringkv.feeds.pages`).
+    """
+
+    keys: bytes
+    stride: int
+    records: bytes
+    lengths: bytes
+    skip: int
+    cursor: bytes | None
+    more: bool
+
+    def page(self) -> tuple[list, list, bytes | None, bool]:
+        """``(ids, data, cursor, more)``."""
+        return (*unpack(self.keys, self.stride, self.records, self.lengths, self.skip), self.cursor, self.more)
+
+    def first(self, limit: int) -> "FeedPackedPage":
+        if len(self.lengths) <= 4 * limit:
+            return self
+        return FeedPackedPage(*first_of_packed(self.keys, self.stride, self.records, self.lengths, self.skip, limit))
+
+    def check(self) -> None:
+        check_packed(self)
 
 
 @message("feed.get")

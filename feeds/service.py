@@ -14,9 +14,7 @@ import asyncio
 import dataclasses
 from typing import Awaitable, Callable, Optional
 
-import msgpack
 from cachetools import TTLCache
-from xxhash import xxh3_64_intdigest
 
 from ringkv.codec import encode_record
 from ringkv.errors import BadRequest, QuorumError, RingKVError, TooLarge, Unavailable, WrongType
@@ -30,6 +28,7 @@ from ringkv.feeds.messages import (
     FeedLength,
     FeedList,
     FeedNames,
+    FeedPackedPage,
     FeedPage,
     FeedRemove,
     FeedReplicaLength,
@@ -38,6 +37,7 @@ from ringkv.feeds.messages import (
     FeedReplicaScan,
     FeedScan,
 )
+from ringkv.feeds.pages import Joined, packed_fields, page_digest
 from ringkv.feeds.store import FeedStore, entry_data, page_of
 from ringkv.keys import as_optional_count
 from ringkv.quorum.coordinator import Coordinator
@@ -45,14 +45,18 @@ from ringkv.quorum.dvv import DVVSet, encode_context
 from ringkv.quorum.messages import KvPut, ReplicaPut
 from ringkv.quorum.plan import merge_records
 from ringkv.quorum.scan import gather_replies
-from ringkv.quorum.tables import FEEDS_SUFFIX, MAX_FEED_NAME, Table, feed_entry_key, split_feed_key
+from ringkv.quorum.tables import ENTRY_ID_LEN, FEEDS_SUFFIX, MAX_FEED_NAME, Table, feed_entry_key, split_feed_key
 from ringkv.codec import decode_record
 from ringkv.wire import Message
 
 __all__ = ["FeedService", "check_feed", "MAX_PAGE", "merge_pages"]
 
 MAX_PAGE = 4096
-_packb = msgpack.Packer(use_bin_type=True).pack
+#: Iterations read ahead for at once, pages read ahead for each (each at most PAGE_BYTES),
+#: and how long they wait for their requests.
+AHEAD_SESSIONS = 32
+AHEAD_DEPTH = 2
+AHEAD_TTL = 10.0
 
 
 def check_feed(feed: object) -> bytes:
@@ -63,11 +67,6 @@ def check_feed(feed: object) -> bytes:
     if not 1 <= len(feed) <= MAX_FEED_NAME:
         raise BadRequest(f"feed name must be 1 to {MAX_FEED_NAME} bytes")
     return feed
-
-
-def page_digest(rows: list[tuple[bytes, bytes]]) -> int:
-    """A page's digest: equal digests mean the same keys holding the same record bytes."""
-    return xxh3_64_intdigest(_packb(rows))
 
 
 def merge_pages(pages: list[tuple[list[tuple[bytes, DVVSet]], bool]], reverse: bool) -> tuple[list[tuple[bytes, DVVSet]], Optional[bytes], bool]:
@@ -107,8 +106,11 @@ class FeedService:
         self._request = request
         #: request id -> entry id already made: a repeated append stores one entry.
         self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
+        #: iteration (FeedScan.session) -> its pages read ahead
+        self._streams: TTLCache = TTLCache(maxsize=AHEAD_SESSIONS, ttl=AHEAD_TTL)
         coordinator.table_hooks[True] = store.length_extra
         coordinator.stats.setdefault("feed_scan_merges", 0)
+        coordinator.stats.setdefault("feed_pages_ahead", 0)
 
     def _table(self, keyspace: str) -> Table:
         return self.c.table(keyspace + FEEDS_SUFFIX)
@@ -165,7 +167,60 @@ class FeedService:
         r = as_optional_count(r, "r", info.n) or info.r
         return await gather_replies(self.c, self.c.view.walk(feed)[: info.n], r, local, remote, deadline)
 
-    async def scan(self, msg: FeedScan, deadline: float) -> FeedPage:
+    async def scan(self, msg: FeedScan, deadline: float) -> FeedPage | FeedPackedPage:
+        """A page of an iteration: the one read ahead for it if there is one, else read now.
+
+        An iteration (``msg.session``) that wants more pages (``msg.ahead``
+        entries each) gets them read before it asks, up to
+        :data:`AHEAD_DEPTH` pages ahead: the scans, the digests and the
+        client's work on a page overlap instead of each waiting for a round
+        trip. Every page is still read after the iteration began.
+        """
+        if not msg.session:
+            return await self._scan(msg, deadline)
+        stream = self._streams.get(msg.session)
+        if stream is None:
+            stream = self._streams[msg.session] = _Stream()
+        task = stream.pages.pop(msg.after, None)
+        page: FeedPage | FeedPackedPage | None = None
+        if task is None:
+            stream.drop()  # the client is not where the pages read ahead assumed
+        else:
+            if not task.done():
+                await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is None:
+                page = task.result().first(max(1, min(int(msg.limit), MAX_PAGE)))
+                self.c.stats["feed_pages_ahead"] += 1
+        if page is None:  # none read ahead, or that read failed: read it now, with this request's deadline
+            page = await self._scan(msg, deadline)
+        if stream.stalled is not None:
+            self._read_ahead(stream, stream.stalled)
+        else:
+            self._ahead_of(stream, msg, page)
+        return page
+
+    def _ahead_of(self, stream: "_Stream", msg: FeedScan, page: FeedPage | FeedPackedPage) -> None:
+        """Start reading the page after ``page``, if the iteration wants one and there is one."""
+        if msg.ahead > 0 and page.more and page.cursor is not None:
+            self._read_ahead(stream, dataclasses.replace(msg, after=page.cursor, limit=min(msg.ahead, MAX_PAGE)))
+
+    def _read_ahead(self, stream: "_Stream", msg: FeedScan) -> None:
+        if msg.after in stream.pages:
+            return
+        if len(stream.pages) >= AHEAD_DEPTH:
+            stream.stalled = msg  # started when the client takes a page
+            return
+        stream.stalled = None
+        task = self.c._spawn(self._page_ahead(stream, msg))
+        task.add_done_callback(_consume)
+        stream.pages[msg.after] = task
+
+    async def _page_ahead(self, stream: "_Stream", msg: FeedScan) -> FeedPage | FeedPackedPage:
+        page = await self._scan(msg, asyncio.get_running_loop().time() + AHEAD_TTL)
+        self._ahead_of(stream, msg, page)
+        return page
+
+    async def _scan(self, msg: FeedScan, deadline: float) -> FeedPage | FeedPackedPage:
         """A page merged from R replicas.
 
         Fast path: one replica (this node when it is one) sends its entries,
@@ -191,7 +246,7 @@ class FeedService:
         live = [(split_feed_key(k)[1], data) for k, rec in merged if (data := entry_data(rec)) is not None]
         return FeedPage([i for i, _ in live], [d for _, d in live], split_feed_key(cut)[1] if cut is not None else after, more)
 
-    async def _digest_scan(self, table: Table, feed: bytes, r: int, req: FeedReplicaScan, deadline: float) -> Optional[FeedPage]:
+    async def _digest_scan(self, table: Table, feed: bytes, r: int, req: FeedReplicaScan, deadline: float) -> FeedPage | FeedPackedPage | None:
         """One replica's page if R-1 others' digests match it; None otherwise.
 
         The page is built while the digests are on their way.
@@ -210,13 +265,20 @@ class FeedService:
         futs = [self.c._call_future(n, digest_req, deadline) for n in others]
         self._flush()
         try:
+            page: FeedPage | FeedPackedPage
             if source == me:
                 rows, full = self._scan_rows(req)
-                digest = page_digest(rows) if futs else 0
+                joined = Joined(rows)
+                digest = joined.digest
+                skip = joined.uniform_skip()
+                if skip is not None:
+                    page = FeedPackedPage(*packed_fields(joined, skip, rows[-1][0][-ENTRY_ID_LEN:], full))
+                else:
+                    page = FeedPage(*page_of(rows, full, req.after))
             else:
                 reply = await self.c._call(source, req, deadline)
                 rows, full, digest = reply.entries, reply.full, reply.digest  # type: ignore[attr-defined]
-            page = FeedPage(*page_of(rows, full, req.after))
+                page = FeedPage(*page_of(rows, full, req.after))
             for fut in futs:
                 if (await fut).digest != digest:  # type: ignore[attr-defined]
                     return None
@@ -265,12 +327,12 @@ class FeedService:
     async def _neighbour(self, keyspace: str, feed: bytes, eid: bytes, reverse: bool, r, deadline: float) -> Optional[bytes]:
         after: Optional[bytes] = eid
         while True:
-            page = await self.scan(FeedScan(keyspace, feed, after, reverse, 16, r), deadline)
-            if page.ids:
-                return page.ids[0]
-            if not page.more:
+            ids, _, cursor, more = (await self._scan(FeedScan(keyspace, feed, after, reverse, 16, r), deadline)).page()
+            if ids:
+                return ids[0]
+            if not more:
                 return None
-            after = page.cursor
+            after = cursor
 
     async def length(self, msg: FeedLength, deadline: float) -> FeedCount:
         table = self._table(msg.keyspace)
@@ -319,6 +381,28 @@ class FeedService:
     def replica_list(self, msg: FeedReplicaList) -> FeedNames:
         table = self._table(msg.keyspace)
         return FeedNames([[k, v] for k, v in self.store.feeds(table.info.name)])
+
+
+class _Stream:
+    """One iteration's pages read ahead (cursor -> task), and the next one waiting for room."""
+
+    __slots__ = ("pages", "stalled")
+
+    def __init__(self) -> None:
+        self.pages: dict[Optional[bytes], asyncio.Task] = {}
+        self.stalled: Optional[FeedScan] = None
+
+    def drop(self) -> None:
+        for task in self.pages.values():
+            task.cancel()
+        self.pages.clear()
+        self.stalled = None
+
+
+def _consume(task: asyncio.Future) -> None:
+    """A read-ahead nobody asked for is dropped without a 'never retrieved' warning."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _check_id(entry_id: object) -> bytes:

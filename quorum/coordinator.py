@@ -94,10 +94,11 @@ class Coordinator:
 
     # -- helpers ---------------------------------------------------------
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def close(self) -> None:
         for t in list(self._background):

@@ -235,3 +235,39 @@ def test_a_replica_that_hangs_on_a_digest_leaves_time_for_the_full_read(tmp_path
     ids, got, took = run_virtual(main())
     assert got == ids
     assert took < 4.0
+
+
+def test_iterations_read_pages_ahead_exactly_and_a_new_iteration_sees_every_change(tmp_path):
+    """The coordinator reads an iteration's next pages before they are asked for;
+    pages read ahead for one iteration never stand in for another's."""
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=5).start()
+        try:
+            client = await cluster.client(1)
+            feed = client.feed("ahead")
+            for start in range(0, 6000, 200):
+                await asyncio.gather(*(feed.aappend(b"e%d" % i) for i in range(start, start + 200)))
+            ahead = lambda: sum(s.coordinator.stats["feed_pages_ahead"] for s in cluster.servers)  # noqa: E731
+            ids = await _all_ids(feed)
+            served_ahead = ahead()
+            rev = await _all_ids(feed, reverse=True)
+            first = [e.id async for e in feed.aiterate(limit=3000)]
+            rest = [e.id async for e in feed.aiterate(ids[2999])]
+            # an iteration abandoned after one entry leaves pages read ahead behind it
+            it = feed.aiterate()
+            await it.__anext__()
+            await it.aclose()
+            await feed.aremove(ids[5000])
+            new = await feed.aappend(b"late")
+            after = await _all_ids(feed)
+            return ids, served_ahead, rev, first, rest, new, after
+        finally:
+            await cluster.stop()
+
+    ids, served_ahead, rev, first, rest, new, after = run_virtual(main())
+    assert len(ids) == 6000 and ids == sorted(ids)
+    assert served_ahead >= 2, "pages after the first come from the read-ahead"
+    assert rev == ids[::-1]
+    assert first == ids[:3000] and rest == ids[3000:]
+    assert after == ids[:5000] + ids[5001:] + [new]

@@ -1,0 +1,123 @@
+"""Feed pages as a few byte strings: building, digesting and reading them back.
+
+A page of 2048 entries as lists costs 4096 small objects to slice, pack,
+unpack and check. Entries written by the same kind of writer share one
+record layout (:data:`ringkv.codec.FORMAT_ONE` with the same header
+length), so such a page travels as the replica's keys and records joined,
+plus the records' lengths; the reader slices ids and values out. A page
+whose records differ (removed entries, siblings) uses the list form.
+
+The digest two replicas compare is taken over the same joined bytes, so a
+replica that only digests pays for two joins and one hash.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from itertools import accumulate
+from operator import itemgetter
+from typing import Optional
+
+from xxhash import xxh3_64
+
+from ringkv.codec import FORMAT_ONE
+from ringkv.errors import ProtocolError
+from ringkv.quorum.tables import ENTRY_ID_LEN
+
+__all__ = ["Joined", "page_digest", "packed_fields", "unpack", "check_packed", "first_of_packed"]
+
+_key = itemgetter(0)
+_record = itemgetter(1)
+_head = itemgetter(slice(0, 5))
+_HEADER = 5  # format byte + u32 header length (see ringkv.codec)
+_BIG = sys.byteorder == "big"
+
+
+class Joined:
+    """One replica's ``(storage key, record)`` rows as joined bytes, and their digest."""
+
+    __slots__ = ("keys", "records", "key_lengths", "lengths", "n", "digest", "_records")
+
+    def __init__(self, rows: list[tuple[bytes, bytes]]) -> None:
+        keys = list(map(_key, rows))
+        records = list(map(_record, rows))
+        self.n = len(rows)
+        self.keys = b"".join(keys)
+        self.records = b"".join(records)
+        self.key_lengths = set(map(len, keys))
+        self.lengths = _u32s(map(len, records))
+        h = xxh3_64()
+        h.update(self.lengths)
+        h.update(_u32s(sorted(self.key_lengths)))
+        h.update(self.keys)
+        h.update(self.records)
+        self.digest = h.intdigest()
+        self._records = records
+
+    def uniform_skip(self) -> Optional[int]:
+        """Where every record's value starts, if all records are single values with one header length."""
+        records = self._records
+        if not records or len(self.key_lengths) != 1:
+            return None
+        first = records[0][:_HEADER]
+        if len(first) < _HEADER or first[0] != FORMAT_ONE:
+            return None
+        heads = set(map(_head, records))
+        if len(heads) != 1:
+            return None
+        skip = _HEADER + int.from_bytes(first[1:], "big")
+        if min(_lengths(self.lengths)) < skip:
+            return None
+        return skip
+
+
+def page_digest(rows: list[tuple[bytes, bytes]]) -> int:
+    """A page's digest: equal digests mean the same keys holding the same record bytes."""
+    return Joined(rows).digest
+
+
+def packed_fields(joined: Joined, skip: int, cursor: Optional[bytes], more: bool) -> tuple:
+    """The fields of a ``feed.packed_page`` for rows whose records all have their value at ``skip``."""
+    (stride,) = joined.key_lengths
+    return joined.keys, stride, joined.records, joined.lengths, skip, cursor, more
+
+
+def unpack(keys: bytes, stride: int, records: bytes, lengths: bytes, skip: int) -> tuple[list[bytes], list[bytes]]:
+    """``(ids, values)`` of a checked packed page."""
+    ends = list(accumulate(_lengths(lengths)))
+    values = [records[s + skip:e] for s, e in zip([0, *ends[:-1]], ends)]
+    ids = [keys[i:i + ENTRY_ID_LEN] for i in range(stride - ENTRY_ID_LEN, len(keys), stride)]
+    return ids, values
+
+
+def first_of_packed(keys: bytes, stride: int, records: bytes, lengths: bytes, skip: int, limit: int) -> tuple:
+    """The fields of a packed page cut to its first ``limit`` entries, its cursor being the last one kept."""
+    size = sum(_lengths(lengths[: 4 * limit]))
+    keys = keys[: stride * limit]
+    return keys, stride, records[:size], lengths[: 4 * limit], skip, keys[-ENTRY_ID_LEN:], True
+
+
+def check_packed(page) -> None:
+    """ProtocolError unless the packed page's parts agree with each other."""
+    stride, skip = page.stride, page.skip
+    if stride < ENTRY_ID_LEN or skip < _HEADER or len(page.lengths) % 4:
+        raise ProtocolError("feed.packed_page: bad layout")
+    lengths = _lengths(page.lengths)
+    if len(page.keys) != stride * len(lengths) or sum(lengths) != len(page.records) or (lengths and min(lengths) < skip):
+        raise ProtocolError("feed.packed_page: parts do not agree")
+
+
+def _u32s(values) -> bytes:
+    a = array("I", values)
+    if _BIG:
+        a.byteswap()
+    return a.tobytes()
+
+
+def _lengths(data: bytes) -> array:
+    a = array("I")
+    a.frombytes(data)
+    if _BIG:
+        a.byteswap()
+    return a
