@@ -343,6 +343,26 @@ def process_cpu(pids: Sequence[int]) -> Optional[float]:
     return total
 
 
+async def wait_quiet(pids: Sequence[int], below: float = 0.1, window: float = 0.5, timeout: float = 30.0) -> Optional[float]:
+    """Wait until ``pids`` use less than ``below`` of a core over ``window`` seconds (at most ``timeout``).
+
+    After a write-heavy phase RocksDB flushes and compacts in the background;
+    a read measured meanwhile would measure that too. Returns the last
+    window's use (None without psutil).
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    while True:
+        before, t0 = process_cpu(pids), loop.time()
+        await asyncio.sleep(window)  # the measuring window, not a wait for a condition
+        after = process_cpu(pids)
+        if before is None or after is None:
+            return None
+        use = (after - before) / (loop.time() - t0)
+        if use < below or loop.time() >= give_up:
+            return use
+
+
 # ---------------------------------------------------------------- the run
 
 
