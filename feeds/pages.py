@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from itertools import accumulate
+from itertools import accumulate, repeat
 from operator import itemgetter
 from typing import Optional
 
@@ -29,7 +29,6 @@ __all__ = ["Joined", "page_digest", "packed_fields", "unpack", "check_packed", "
 
 _key = itemgetter(0)
 _record = itemgetter(1)
-_head = itemgetter(slice(0, 5))
 _HEADER = 5  # format byte + u32 header length (see ringkv.codec)
 _BIG = sys.byteorder == "big"
 
@@ -63,8 +62,7 @@ class Joined:
         first = records[0][:_HEADER]
         if len(first) < _HEADER or first[0] != FORMAT_ONE:
             return None
-        heads = set(map(_head, records))
-        if len(heads) != 1:
+        if not all(map(bytes.startswith, records, repeat(first))):
             return None
         skip = _HEADER + int.from_bytes(first[1:], "big")
         if min(_lengths(self.lengths)) < skip:
@@ -109,7 +107,7 @@ def check_packed(page) -> None:
 
 
 def _u32s(values) -> bytes:
-    a = array("I", values)
+    a = array("I", list(values))
     if _BIG:
         a.byteswap()
     return a.tobytes()
