@@ -54,7 +54,7 @@ __all__ = ["FeedService", "check_feed", "MAX_PAGE", "merge_pages"]
 MAX_PAGE = 4096
 #: Iterations read ahead for at once, pages read ahead for each (each at most PAGE_BYTES),
 #: and how long they wait for their requests.
-AHEAD_SESSIONS = 32
+AHEAD_SESSIONS = 16
 AHEAD_DEPTH = 2
 AHEAD_TTL = 10.0
 
