@@ -8,7 +8,7 @@ Paging state lives in :class:`Pager`, so the sync and async loops are thin.
 from __future__ import annotations
 
 import asyncio
-import random
+import secrets
 import time
 from typing import AsyncIterator, Awaitable, Callable, Iterator, Optional
 
@@ -85,7 +85,7 @@ class Pager:
         self.done = self.left == 0
         self.size = FIRST_PAGE
         #: names this iteration to a cluster coordinator, which reads its next page ahead
-        self.session = random.getrandbits(63) | 1
+        self.session = secrets.randbits(63) | 1
 
     def request(self) -> tuple[Optional[bytes], bool, int]:
         size = self.size if self.left is None else max(1, min(self.size, self.left))
@@ -190,11 +190,13 @@ class FeedAPI:
         return len(doomed)
 
     def follow(self, start: Optional[str] = None, *, poll: float = 0.2, timeout: Optional[float] = None) -> Iterator[Entry]:
-        """Entries appended after ``start`` (default: after the current tail), waiting for new ones.
+        """Entries appended after ``start`` (default: after the tail as of this call), waiting for new ones.
 
         Stops after ``timeout`` seconds without a new entry (None: never).
         """
-        cursor = start if start is not None else _tail_id(self.last())
+        return self._follow(start if start is not None else _tail_id(self.last()), poll, timeout)
+
+    def _follow(self, cursor: Optional[str], poll: float, timeout: Optional[float]) -> Iterator[Entry]:
         idle_since = time.monotonic()
         while True:
             got = False

@@ -97,6 +97,7 @@ class FeedPage(Message):
 
     def first(self, limit: int) -> "FeedPage":
         """This page cut to its first ``limit`` entries (the cursor then is the last one kept)."""
+        limit = max(1, limit)
         if len(self.ids) <= limit:
             return self
         return FeedPage(self.ids[:limit], self.data[:limit], self.ids[limit - 1], True)
@@ -131,6 +132,7 @@ class FeedPackedPage(Message):
         return (*unpack(self.keys, self.stride, self.records, self.lengths, self.skip), self.cursor, self.more)
 
     def first(self, limit: int) -> "FeedPackedPage":
+        limit = max(1, limit)
         if len(self.lengths) <= 4 * limit:
             return self
         return FeedPackedPage(*first_of_packed(self.keys, self.stride, self.records, self.lengths, self.skip, limit))

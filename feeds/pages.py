@@ -31,6 +31,10 @@ _key = itemgetter(0)
 _record = itemgetter(1)
 _HEADER = 5  # format byte + u32 header length (see ringkv.codec)
 _BIG = sys.byteorder == "big"
+#: Longest storage key a packed page carries (entry id and the feed's prefix):
+#: pages of feeds with very long names travel as lists of 16-byte ids instead.
+MAX_STRIDE = 128
+assert array("I").itemsize == 4, "u32 arrays"
 
 
 class Joined:
@@ -44,11 +48,12 @@ class Joined:
         self.n = len(rows)
         self.keys = b"".join(keys)
         self.records = b"".join(records)
-        self.key_lengths = set(map(len, keys))
+        sizes = list(map(len, keys))
+        self.key_lengths = set(sizes)
         self.lengths = _u32s(map(len, records))
         h = xxh3_64()
         h.update(self.lengths)
-        h.update(_u32s(sorted(self.key_lengths)))
+        h.update(_u32s(sizes))
         h.update(self.keys)
         h.update(self.records)
         self.digest = h.intdigest()
@@ -57,7 +62,7 @@ class Joined:
     def uniform_skip(self) -> Optional[int]:
         """Where every record's value starts, if all records are single values with one header length."""
         records = self._records
-        if not records or len(self.key_lengths) != 1:
+        if not records or len(self.key_lengths) != 1 or max(self.key_lengths) > MAX_STRIDE:
             return None
         first = records[0][:_HEADER]
         if len(first) < _HEADER or first[0] != FORMAT_ONE:
@@ -107,6 +112,7 @@ def check_packed(page) -> None:
 
 
 def _u32s(values) -> bytes:
+    """Little-endian u32s (lengths on the wire and in digests)."""
     a = array("I", list(values))
     if _BIG:
         a.byteswap()

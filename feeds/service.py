@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from typing import Awaitable, Callable, Optional
 
 from cachetools import TTLCache
@@ -49,13 +50,17 @@ from ringkv.quorum.tables import ENTRY_ID_LEN, FEEDS_SUFFIX, MAX_FEED_NAME, Tabl
 from ringkv.codec import decode_record
 from ringkv.wire import Message
 
+log = logging.getLogger(__name__)
+
 __all__ = ["FeedService", "check_feed", "MAX_PAGE", "merge_pages"]
 
 MAX_PAGE = 4096
-#: Iterations read ahead for at once, pages read ahead for each (each at most PAGE_BYTES),
-#: and how long they wait for their requests.
+#: Iterations read ahead for at once, pages read ahead for each (each at most
+#: MAX_AHEAD entries and PAGE_BYTES of records), and how long an iteration's
+#: pages wait for its next request.
 AHEAD_SESSIONS = 16
 AHEAD_DEPTH = 2
+MAX_AHEAD = 2048
 AHEAD_TTL = 10.0
 
 
@@ -106,8 +111,8 @@ class FeedService:
         self._request = request
         #: request id -> entry id already made: a repeated append stores one entry.
         self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
-        #: iteration (FeedScan.session) -> its pages read ahead
-        self._streams: TTLCache = TTLCache(maxsize=AHEAD_SESSIONS, ttl=AHEAD_TTL)
+        #: iteration (FeedScan.session) -> its pages read ahead; least recently used first
+        self._streams: dict[int, _Stream] = {}
         coordinator.table_hooks[True] = store.length_extra
         coordinator.stats.setdefault("feed_scan_merges", 0)
         coordinator.stats.setdefault("feed_pages_ahead", 0)
@@ -178,31 +183,63 @@ class FeedService:
         """
         if not msg.session:
             return await self._scan(msg, deadline)
-        stream = self._streams.get(msg.session)
-        if stream is None:
-            stream = self._streams[msg.session] = _Stream()
-        task = stream.pages.pop(msg.after, None)
+        loop = asyncio.get_running_loop()
+        what = (msg.keyspace, msg.feed, msg.reverse, msg.r)
+        stream = self._streams.pop(msg.session, None)
+        if stream is not None and stream.what != what:
+            stream.drop()  # the same session id for another read: nothing read ahead fits
+            stream = None
         page: FeedPage | FeedPackedPage | None = None
-        if task is None:
-            stream.drop()  # the client is not where the pages read ahead assumed
-        else:
-            if not task.done():
-                await asyncio.wait([task])
-            if not task.cancelled() and task.exception() is None:
-                page = task.result().first(max(1, min(int(msg.limit), MAX_PAGE)))
-                self.c.stats["feed_pages_ahead"] += 1
-        if page is None:  # none read ahead, or that read failed: read it now, with this request's deadline
+        if stream is not None:
+            task = stream.pages.pop(msg.after, None)
+            if task is None:
+                stream.drop()  # the client is not where the pages read ahead assumed
+            else:
+                page = await self._taken(task, max(1, min(int(msg.limit), MAX_PAGE)), deadline)
+        if page is None:
             page = await self._scan(msg, deadline)
-        if stream.stalled is not None:
-            self._read_ahead(stream, stream.stalled)
-        else:
-            self._ahead_of(stream, msg, page)
+        ahead = max(0, min(int(msg.ahead), MAX_AHEAD))
+        if stream is None and ahead and page.more:
+            stream = _Stream(what)
+        if stream is not None:
+            stream.ahead, stream.budget = ahead, max(1.0, deadline - loop.time())
+            stalled, stream.stalled = stream.stalled, None
+            if stalled is not None and ahead:
+                self._read_ahead(stream, dataclasses.replace(stalled, limit=ahead))
+            else:
+                self._ahead_of(stream, msg, page)
+            self._keep(msg.session, stream, loop.time())
         return page
 
+    async def _taken(self, task: asyncio.Task, limit: int, deadline: float) -> FeedPage | FeedPackedPage | None:
+        """The page ``task`` read ahead, if it has it within half of this request's time; None otherwise."""
+        if not task.done():
+            await asyncio.wait([task], timeout=max(0.0, self._remaining(deadline) / 2))
+        if not task.done():
+            task.cancel()
+            return None
+        if task.cancelled() or task.exception() is not None:
+            return None
+        self.c.stats["feed_pages_ahead"] += 1
+        return task.result().first(limit)
+
+    def _keep(self, session: int, stream: "_Stream", now: float) -> None:
+        """Keep ``stream`` as the most recently used; streams unused for AHEAD_TTL or beyond AHEAD_SESSIONS go."""
+        old = self._streams.pop(session, None)
+        if old is not None and old is not stream:
+            old.drop()
+        stream.used = now
+        self._streams[session] = stream
+        while self._streams:
+            first = next(iter(self._streams))
+            if len(self._streams) <= AHEAD_SESSIONS and self._streams[first].used > now - AHEAD_TTL:
+                break
+            self._streams.pop(first).drop()
+
     def _ahead_of(self, stream: "_Stream", msg: FeedScan, page: FeedPage | FeedPackedPage) -> None:
-        """Start reading the page after ``page``, if the iteration wants one and there is one."""
-        if msg.ahead > 0 and page.more and page.cursor is not None:
-            self._read_ahead(stream, dataclasses.replace(msg, after=page.cursor, limit=min(msg.ahead, MAX_PAGE)))
+        """Start reading the page after ``page``, if the iteration still wants pages and there is one."""
+        if stream.ahead and page.more and page.cursor is not None:
+            self._read_ahead(stream, dataclasses.replace(msg, after=page.cursor, limit=stream.ahead))
 
     def _read_ahead(self, stream: "_Stream", msg: FeedScan) -> None:
         if msg.after in stream.pages:
@@ -210,13 +247,12 @@ class FeedService:
         if len(stream.pages) >= AHEAD_DEPTH:
             stream.stalled = msg  # started when the client takes a page
             return
-        stream.stalled = None
         task = self.c._spawn(self._page_ahead(stream, msg))
         task.add_done_callback(_consume)
         stream.pages[msg.after] = task
 
     async def _page_ahead(self, stream: "_Stream", msg: FeedScan) -> FeedPage | FeedPackedPage:
-        page = await self._scan(msg, asyncio.get_running_loop().time() + AHEAD_TTL)
+        page = await self._scan(msg, asyncio.get_running_loop().time() + stream.budget)
         self._ahead_of(stream, msg, page)
         return page
 
@@ -235,7 +271,7 @@ class FeedService:
         limit = max(1, min(int(msg.limit), MAX_PAGE))
         req = FeedReplicaScan(msg.keyspace, feed, after, msg.reverse, limit)
         r = as_optional_count(msg.r, "r", table.info.n) or table.info.r
-        agreed = await self._digest_scan(table, feed, r, req, deadline)
+        agreed = await self._digest_scan(table, feed, r, req, deadline, packed=bool(msg.session))
         if agreed is not None:
             return agreed
         self.c.stats["feed_scan_merges"] += 1
@@ -246,10 +282,13 @@ class FeedService:
         live = [(split_feed_key(k)[1], data) for k, rec in merged if (data := entry_data(rec)) is not None]
         return FeedPage([i for i, _ in live], [d for _, d in live], split_feed_key(cut)[1] if cut is not None else after, more)
 
-    async def _digest_scan(self, table: Table, feed: bytes, r: int, req: FeedReplicaScan, deadline: float) -> FeedPage | FeedPackedPage | None:
+    async def _digest_scan(self, table: Table, feed: bytes, r: int, req: FeedReplicaScan, deadline: float,
+                           packed: bool = False) -> FeedPage | FeedPackedPage | None:
         """One replica's page if R-1 others' digests match it; None otherwise.
 
-        The page is built while the digests are on their way.
+        The page is built while the digests are on their way. ``packed``: it
+        may be a ``feed.packed_page`` (the requester sent a session, so it
+        knows that message).
         """
         view = self.c.view
         me = view.node_id
@@ -270,7 +309,7 @@ class FeedService:
                 rows, full = self._scan_rows(req)
                 joined = Joined(rows)
                 digest = joined.digest
-                skip = joined.uniform_skip()
+                skip = joined.uniform_skip() if packed else None
                 if skip is not None:
                     page = FeedPackedPage(*packed_fields(joined, skip, rows[-1][0][-ENTRY_ID_LEN:], full))
                 else:
@@ -384,13 +423,17 @@ class FeedService:
 
 
 class _Stream:
-    """One iteration's pages read ahead (cursor -> task), and the next one waiting for room."""
+    """One iteration's pages read ahead (cursor -> task), the next one waiting for room, and what it reads."""
 
-    __slots__ = ("pages", "stalled")
+    __slots__ = ("what", "pages", "stalled", "ahead", "budget", "used")
 
-    def __init__(self) -> None:
+    def __init__(self, what: tuple) -> None:
+        self.what = what  # (keyspace, feed, reverse, r)
         self.pages: dict[Optional[bytes], asyncio.Task] = {}
         self.stalled: Optional[FeedScan] = None
+        self.ahead = 0  # entries per page the client last said it wants next; 0: no more
+        self.budget = 1.0  # seconds a read ahead may take (the client's last request's)
+        self.used = 0.0
 
     def drop(self) -> None:
         for task in self.pages.values():
@@ -401,8 +444,11 @@ class _Stream:
 
 def _consume(task: asyncio.Future) -> None:
     """A read-ahead nobody asked for is dropped without a 'never retrieved' warning."""
-    if not task.cancelled():
-        task.exception()
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, RingKVError):
+        log.error("feed read-ahead failed", exc_info=exc)
 
 
 def _check_id(entry_id: object) -> bytes:

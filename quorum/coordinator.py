@@ -86,6 +86,7 @@ class Coordinator:
         #: request id -> record already written: a client retry re-sends it, no new dot.
         self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
         self._background: set[asyncio.Task] = set()
+        self._closing = False
         self.stats = {"read_repairs": 0, "hinted_writes": 0, "hints_delivered": 0, "forwarded": 0}
         #: ``{is_feed: hook(table, key) -> Extra}``: companion writes per kind of table.
         self.table_hooks: dict[bool, Callable[[Table, bytes], Extra]] = {}
@@ -94,13 +95,20 @@ class Coordinator:
 
     # -- helpers ---------------------------------------------------------
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro) -> asyncio.Future:
+        """Run ``coro`` in the background, cancelled by :meth:`close` (after which nothing new starts)."""
+        if self._closing:
+            coro.close()
+            fut = asyncio.get_running_loop().create_future()
+            fut.cancel()
+            return fut
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
 
     async def close(self) -> None:
+        self._closing = True
         for t in list(self._background):
             t.cancel()
         if self._background:

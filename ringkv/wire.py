@@ -38,6 +38,8 @@ class Message:
 
     TYPE: ClassVar[str] = ""
     _checks: ClassVar[tuple] = ()
+    #: fields without a default: a body may leave off the fields after these (a peer that predates them)
+    _required: ClassVar[int] = 0
 
     def to_body(self) -> list:
         return [getattr(self, f) for f in self.__dataclass_fields__]  # type: ignore[attr-defined]
@@ -45,7 +47,7 @@ class Message:
     @classmethod
     def from_body(cls: type[M], body: Any) -> M:
         checks = cls._checks
-        if not isinstance(body, (list, tuple)) or len(body) != len(checks):
+        if not isinstance(body, (list, tuple)) or not cls._required <= len(body) <= len(checks):
             raise ProtocolError(f"{cls.TYPE}: expected a list of {len(checks)} fields")
         for (name, allowed, optional), value in zip(checks, body):
             if value is None:
@@ -96,7 +98,9 @@ def message(type_name: str):
         cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
         cls.TYPE = type_name
         hints = typing.get_type_hints(cls)
-        cls._checks = tuple(_field_check(f.name, hints[f.name]) for f in dataclasses.fields(cls))
+        fields = dataclasses.fields(cls)
+        cls._checks = tuple(_field_check(f.name, hints[f.name]) for f in fields)
+        cls._required = sum(1 for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
         if type_name in _REGISTRY:
             raise ValueError(f"duplicate wire message type {type_name!r}")
         _REGISTRY[type_name] = cls

@@ -271,3 +271,83 @@ def test_iterations_read_pages_ahead_exactly_and_a_new_iteration_sees_every_chan
     assert rev == ids[::-1]
     assert first == ids[:3000] and rest == ids[3000:]
     assert after == ids[:5000] + ids[5001:] + [new]
+
+
+def test_pages_read_ahead_wait_at_most_half_a_request_for_a_hung_replica(tmp_path):
+    from ringkv.feeds.ids import format_id
+    from ringkv.feeds.messages import FeedScan
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=15).start()
+        try:
+            await cluster.run_for(5)
+            client = await cluster.client(0, timeout=4.0)
+            feed = client.feed("slow-pages")
+            for start in range(0, 5000, 250):
+                await asyncio.gather(*(feed.aappend(b"%d" % i) for i in range(start, start + 250)))
+            ids = await _all_ids(feed)
+            first, second = cluster.servers[0].ring.preference_list(b"slow-pages", 3)[:2]
+            hung = next(i for i, s in enumerate(cluster.servers) if s.node_id == second)
+            feeds = next(s for s in cluster.servers if s.node_id == first).feeds
+            loop = asyncio.get_running_loop()
+            # a page read ahead for a patient request does not hold up an impatient one:
+            # the replica hangs just as the second page is being read ahead
+            page1 = (await feeds.scan(FeedScan("default", b"slow-pages", None, False, 128, None, 9, 2048), loop.time() + 20)).page()
+            cluster.partition([hung], [i for i in range(3) if i != hung])
+            t0 = loop.time()
+            page2 = (await feeds.scan(FeedScan("default", b"slow-pages", page1[2], False, 2048, None, 9, 2048), loop.time() + 2)).page()
+            took = loop.time() - t0
+            got = await _all_ids(feed)  # and a whole iteration: every page answers within the client's 4 s
+            return ids, got, page1[0] + page2[0], took
+        finally:
+            await cluster.stop()
+
+    ids, got, pages, took = run_virtual(main())
+    assert len(ids) == 5000 and got == ids
+    assert [format_id(i) for i in pages] == ids[: 128 + 2048]
+    assert took < 2.0
+
+
+def test_a_session_id_reused_for_another_feed_or_direction_gets_pages_read_for_it(tmp_path):
+    from ringkv.feeds.messages import FeedScan
+    from ringkv.feeds.service import AHEAD_SESSIONS
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=16).start()
+        try:
+            client = await cluster.client(0)
+            for name in ("a", "b"):
+                feed = client.feed(name)
+                for start in range(0, 3000, 250):
+                    await asyncio.gather(*(feed.aappend(b"%s%d" % (name.encode(), i)) for i in range(start, start + 250)))
+            feeds = cluster.servers[0].feeds
+            loop = asyncio.get_running_loop()
+
+            async def page(session, feed, after, reverse=False, limit=128, ahead=2048):
+                got = await feeds.scan(FeedScan("default", feed, after, reverse, limit, None, session, ahead), loop.time() + 5)
+                return got.page()
+
+            fresh = lambda feed, after, reverse=False, limit=128: page(0, feed, after, reverse, limit, 0)  # noqa: E731
+            first = await page(7, b"a", None)
+            await cluster.run_for(1)  # the next pages of "a" are read ahead meanwhile
+            cursor = first[2]
+            same = [
+                (await page(7, b"a", cursor, reverse=True), await fresh(b"a", cursor, reverse=True)),
+                (await page(7, b"b", cursor), await fresh(b"b", cursor)),
+                (await page(7, b"a", cursor, limit=5), await fresh(b"a", cursor, limit=5)),
+            ]
+            # many iterations at once: only the most recent keep pages read ahead
+            for session in range(100, 140):
+                await page(session, b"b", None)
+            await cluster.run_for(1)
+            kept = len(feeds._streams)
+            running = sum(1 for t in cluster.servers[0].coordinator._background if not t.done())
+            return same, kept, running
+        finally:
+            await cluster.stop()
+
+    same, kept, running = run_virtual(main())
+    for got, want in same:
+        assert got == want
+    assert kept <= AHEAD_SESSIONS
+    assert running == 0, "pages read ahead for dropped iterations stop"

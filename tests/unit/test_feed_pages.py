@@ -87,3 +87,24 @@ def test_a_packed_page_whose_parts_disagree_is_refused(change):
         body[names.index(name)] = value
     with pytest.raises(ProtocolError):
         FeedPackedPage.from_body(body)
+
+
+def test_the_digest_sees_key_boundaries():
+    (k0, r0), (k1, r1) = _row(0, b"x"), _row(1, b"x")
+    r1 = r0  # the same records: only the keys' split differs
+    assert page_digest([(k0 + b"z", r0), (k1, r1)]) != page_digest([(k0, r0), (b"z" + k1, r1)])
+
+
+def test_feeds_with_very_long_names_send_ids_not_keys():
+    long_prefix = feed_prefix(b"n" * 500)
+    rows = [(long_prefix + i.to_bytes(16, "big"), encode_record(DVVSet({"a.1": 1}, [("a.1", 1, 5 + i, b"v")]))) for i in range(3)]
+    assert Joined(rows).uniform_skip() is None
+
+
+def test_a_message_from_a_peer_that_predates_trailing_fields_is_read_with_their_defaults():
+    from ringkv.feeds.messages import FeedScan
+
+    old = FeedScan.from_body(["default", b"f", None, False, 10, None])
+    assert (old.session, old.ahead) == (0, 0)
+    with pytest.raises(ProtocolError):
+        FeedScan.from_body(["default", b"f", None, False])
