@@ -20,6 +20,20 @@ async def _all_ids(feed, reverse=False, r=None):
     return [e.id async for e in feed.aiterate(reverse=reverse, r=r)]
 
 
+async def _fill(feed, n: int, tag: bytes = b"") -> None:
+    """``n`` appends, 250 at a time."""
+    for start in range(0, n, 250):
+        await asyncio.gather(*(feed.aappend(b"%s%d" % (tag, i)) for i in range(start, min(n, start + 250))))
+
+
+def _second_replica_hangs(cluster, feed: bytes):
+    """``(first replica's server, hang)``: ``hang()`` cuts the feed's second replica off, still "alive" to the others for a while."""
+    first, second = cluster.servers[0].ring.preference_list(feed, 3)[:2]
+    hung = next(i for i, s in enumerate(cluster.servers) if s.node_id == second)
+    server = next(s for s in cluster.servers if s.node_id == first)
+    return server, lambda: cluster.partition([hung], [i for i in range(len(cluster.servers)) if i != hung])
+
+
 def test_concurrent_appends_from_three_nodes_form_one_order(tmp_path):
     async def main():
         cluster = await SimCluster(str(tmp_path), 5, seed=7).start()
@@ -221,11 +235,8 @@ def test_a_replica_that_hangs_on_a_digest_leaves_time_for_the_full_read(tmp_path
             client = await cluster.client(0, timeout=4.0)
             feed = client.feed("slow")
             ids = [await feed.aappend(b"%d" % i) for i in range(20)]
-            ring = cluster.servers[0].ring
-            first, second = ring.preference_list(b"slow", 3)[:2]
-            hung = next(i for i, s in enumerate(cluster.servers) if s.node_id == second)
-            others = [i for i in range(3) if i != hung]
-            cluster.partition([hung], others)  # still "alive" to the others for a while: requests go unanswered
+            _, hang = _second_replica_hangs(cluster, b"slow")
+            hang()  # requests to it go unanswered
             t0 = asyncio.get_running_loop().time()
             got = await _all_ids(feed)
             return ids, got, asyncio.get_running_loop().time() - t0
@@ -246,8 +257,7 @@ def test_iterations_read_pages_ahead_exactly_and_a_new_iteration_sees_every_chan
         try:
             client = await cluster.client(1)
             feed = client.feed("ahead")
-            for start in range(0, 6000, 200):
-                await asyncio.gather(*(feed.aappend(b"e%d" % i) for i in range(start, start + 200)))
+            await _fill(feed, 6000, b"e")
             ahead = lambda: sum(s.coordinator.stats["feed_pages_ahead"] for s in cluster.servers)  # noqa: E731
             ids = await _all_ids(feed)
             served_ahead = ahead()
@@ -283,17 +293,15 @@ def test_pages_read_ahead_wait_at_most_half_a_request_for_a_hung_replica(tmp_pat
             await cluster.run_for(5)
             client = await cluster.client(0, timeout=4.0)
             feed = client.feed("slow-pages")
-            for start in range(0, 5000, 250):
-                await asyncio.gather(*(feed.aappend(b"%d" % i) for i in range(start, start + 250)))
+            await _fill(feed, 5000)
             ids = await _all_ids(feed)
-            first, second = cluster.servers[0].ring.preference_list(b"slow-pages", 3)[:2]
-            hung = next(i for i, s in enumerate(cluster.servers) if s.node_id == second)
-            feeds = next(s for s in cluster.servers if s.node_id == first).feeds
+            server, hang = _second_replica_hangs(cluster, b"slow-pages")
+            feeds = server.feeds
             loop = asyncio.get_running_loop()
             # a page read ahead for a patient request does not hold up an impatient one:
             # the replica hangs just as the second page is being read ahead
             page1 = (await feeds.scan(FeedScan("default", b"slow-pages", None, False, 128, None, 9, 2048), loop.time() + 20)).page()
-            cluster.partition([hung], [i for i in range(3) if i != hung])
+            hang()
             t0 = loop.time()
             page2 = (await feeds.scan(FeedScan("default", b"slow-pages", page1[2], False, 2048, None, 9, 2048), loop.time() + 2)).page()
             took = loop.time() - t0
@@ -317,9 +325,7 @@ def test_a_session_id_reused_for_another_feed_or_direction_gets_pages_read_for_i
         try:
             client = await cluster.client(0)
             for name in ("a", "b"):
-                feed = client.feed(name)
-                for start in range(0, 3000, 250):
-                    await asyncio.gather(*(feed.aappend(b"%s%d" % (name.encode(), i)) for i in range(start, start + 250)))
+                await _fill(client.feed(name), 3000, name.encode())
             feeds = cluster.servers[0].feeds
             loop = asyncio.get_running_loop()
 
