@@ -190,14 +190,19 @@ class FeedService:
             stream.drop()  # the same session id for another read: nothing read ahead fits
             stream = None
         page: FeedPage | FeedPackedPage | None = None
-        if stream is not None:
-            task = stream.pages.pop(msg.after, None)
-            if task is None:
-                stream.drop()  # the client is not where the pages read ahead assumed
-            else:
-                page = await self._taken(task, max(1, min(int(msg.limit), MAX_PAGE)), deadline)
-        if page is None:
-            page = await self._scan(msg, deadline)
+        try:
+            if stream is not None:
+                task = stream.pages.pop(msg.after, None)
+                if task is None:
+                    stream.drop()  # the client is not where the pages read ahead assumed
+                else:
+                    page = await self._taken(task, max(1, min(int(msg.limit), MAX_PAGE)), deadline)
+            if page is None:
+                page = await self._scan(msg, deadline)
+        except BaseException:
+            if stream is not None:
+                stream.drop()  # a failed or abandoned request ends the iteration's reads ahead
+            raise
         ahead = max(0, min(int(msg.ahead), MAX_AHEAD))
         if stream is None and ahead and page.more:
             stream = _Stream(what)
