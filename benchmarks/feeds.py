@@ -17,7 +17,7 @@ Phases alternate put / append for ``--rounds`` rounds and the best of each is
 kept. Target: append >= 0.8x put.
 
 Iteration: a feed of ``--entries`` entries is read from start to end by one
-client (``aiterate``: a first page of 128 entries, then 2048-entry pages the coordinator reads
+client (``aiterate``: a first page of 512 entries, then 2048-entry pages the coordinator reads
 ahead, R=2), best of three, against a raw
 rocksdict (``Rdict(path, Options(raw_mode=True))``) range scan over the same
 number of entries with the same key layout and value size, in this process,

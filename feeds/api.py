@@ -22,7 +22,7 @@ Page = tuple[list[bytes], list[bytes], Optional[bytes], bool]
 
 #: Entries asked for first, then per page: a short read stays cheap, a long
 #: one pays few round trips (and a cluster coordinator reads its pages ahead).
-FIRST_PAGE = 128
+FIRST_PAGE = 512
 MAX_PAGE = 2048
 
 
