@@ -40,12 +40,11 @@ assert array("I").itemsize == 4, "u32 arrays"
 class Joined:
     """One replica's ``(storage key, record)`` rows as joined bytes, and their digest."""
 
-    __slots__ = ("keys", "records", "key_lengths", "lengths", "n", "digest", "_records")
+    __slots__ = ("keys", "records", "key_lengths", "lengths", "digest", "_records")
 
     def __init__(self, rows: list[tuple[bytes, bytes]]) -> None:
         keys = list(map(_key, rows))
         records = list(map(_record, rows))
-        self.n = len(rows)
         self.keys = b"".join(keys)
         self.records = b"".join(records)
         sizes = list(map(len, keys))

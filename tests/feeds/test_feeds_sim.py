@@ -26,6 +26,13 @@ async def _fill(feed, n: int, tag: bytes = b"") -> None:
         await asyncio.gather(*(feed.aappend(b"%s%d" % (tag, i)) for i in range(start, min(n, start + 250))))
 
 
+async def _settled(root: str, seed: int):
+    """A 3-node cluster whose members all know each other, and a client with a 4 s timeout."""
+    cluster = await SimCluster(root, 3, seed=seed).start()
+    await cluster.run_for(5)
+    return cluster, await cluster.client(0, timeout=4.0)
+
+
 def _second_replica_hangs(cluster, feed: bytes):
     """``(first replica's server, hang)``: ``hang()`` cuts the feed's second replica off, still "alive" to the others for a while."""
     first, second = cluster.servers[0].ring.preference_list(feed, 3)[:2]
@@ -229,10 +236,8 @@ def test_an_append_with_the_writers_last_id_sorts_after_it_on_a_replica_whose_cl
 
 def test_a_replica_that_hangs_on_a_digest_leaves_time_for_the_full_read(tmp_path):
     async def main():
-        cluster = await SimCluster(str(tmp_path), 3, seed=14).start()
+        cluster, client = await _settled(str(tmp_path), 14)
         try:
-            await cluster.run_for(5)
-            client = await cluster.client(0, timeout=4.0)
             feed = client.feed("slow")
             ids = [await feed.aappend(b"%d" % i) for i in range(20)]
             _, hang = _second_replica_hangs(cluster, b"slow")
@@ -288,10 +293,8 @@ def test_pages_read_ahead_wait_at_most_half_a_request_for_a_hung_replica(tmp_pat
     from ringkv.feeds.messages import FeedScan
 
     async def main():
-        cluster = await SimCluster(str(tmp_path), 3, seed=15).start()
+        cluster, client = await _settled(str(tmp_path), 15)
         try:
-            await cluster.run_for(5)
-            client = await cluster.client(0, timeout=4.0)
             feed = client.feed("slow-pages")
             await _fill(feed, 5000)
             ids = await _all_ids(feed)
