@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import sys
 from array import array
+from functools import lru_cache
 from itertools import accumulate, repeat
 from operator import itemgetter
+from struct import Struct
 from typing import Optional
 
 from xxhash import xxh3_64
@@ -34,6 +36,8 @@ _BIG = sys.byteorder == "big"
 #: Longest storage key a packed page carries (entry id and the feed's prefix):
 #: pages of feeds with very long names travel as lists of 16-byte ids instead.
 MAX_STRIDE = 128
+#: Most entries a page is sliced with one cached Struct (each costs 32 bytes per entry).
+_MAX_FIELDS = 4096
 assert array("I").itemsize == 4, "u32 arrays"
 
 
@@ -47,31 +51,45 @@ class Joined:
         records = list(map(_record, rows))
         self.keys = b"".join(keys)
         self.records = b"".join(records)
-        sizes = list(map(len, keys))
-        self.key_lengths = set(sizes)
+        self.key_lengths = _u32s(map(len, keys))
         self.lengths = _u32s(map(len, records))
         h = xxh3_64()
         h.update(self.lengths)
-        h.update(_u32s(sizes))
+        h.update(self.key_lengths)
         h.update(self.keys)
         h.update(self.records)
         self.digest = h.intdigest()
         self._records = records
 
+    def stride(self) -> Optional[int]:
+        """The one length of every key, if they have one."""
+        count = len(self._records)
+        if not count or not _same(self.key_lengths, count):
+            return None
+        return len(self.keys) // count
+
     def uniform_skip(self) -> Optional[int]:
         """Where every record's value starts, if all records are single values with one header length."""
         records = self._records
-        if not records or len(self.key_lengths) != 1 or max(self.key_lengths) > MAX_STRIDE:
+        count = len(records)
+        stride = self.stride()
+        if stride is None or stride > MAX_STRIDE:
             return None
         first = records[0][:_HEADER]
         if len(first) < _HEADER or first[0] != FORMAT_ONE:
             return None
-        if not all(map(bytes.startswith, records, repeat(first))):
-            return None
+        if _same(self.lengths, count):
+            # one record length: the headers sit at fixed offsets, compared a byte column at a time
+            size = len(self.records) // count
+            joined = self.records
+            if any(joined[i::size] != first[i:i + 1] * count for i in range(_HEADER)):
+                return None
+        else:
+            if not all(map(bytes.startswith, records, repeat(first))):
+                return None
+            size = min(_lengths(self.lengths))
         skip = _HEADER + int.from_bytes(first[1:], "big")
-        if min(_lengths(self.lengths)) < skip:
-            return None
-        return skip
+        return skip if size >= skip else None
 
 
 def page_digest(rows: list[tuple[bytes, bytes]]) -> int:
@@ -81,15 +99,22 @@ def page_digest(rows: list[tuple[bytes, bytes]]) -> int:
 
 def packed_fields(joined: Joined, skip: int, cursor: Optional[bytes], more: bool) -> tuple:
     """The fields of a ``feed.packed_page`` for rows whose records all have their value at ``skip``."""
-    (stride,) = joined.key_lengths
-    return joined.keys, stride, joined.records, joined.lengths, skip, cursor, more
+    return joined.keys, joined.stride(), joined.records, joined.lengths, skip, cursor, more
 
 
 def unpack(keys: bytes, stride: int, records: bytes, lengths: bytes, skip: int) -> tuple[list[bytes], list[bytes]]:
     """``(ids, values)`` of a checked packed page."""
-    ends = list(accumulate(_lengths(lengths)))
-    values = [records[s + skip:e] for s, e in zip([0, *ends[:-1]], ends)]
-    ids = [keys[i:i + ENTRY_ID_LEN] for i in range(stride - ENTRY_ID_LEN, len(keys), stride)]
+    count = len(lengths) // 4
+    if not count or count > _MAX_FIELDS:
+        ends = list(accumulate(_lengths(lengths)))
+        values = [records[s + skip:e] for s, e in zip([0, *ends[:-1]], ends)]
+        return [keys[i:i + ENTRY_ID_LEN] for i in range(stride - ENTRY_ID_LEN, len(keys), stride)], values
+    ids = list(_fields(stride - ENTRY_ID_LEN, ENTRY_ID_LEN, count).unpack(keys))
+    if _same(lengths, count):
+        values = list(_fields(skip, len(records) // count - skip, count).unpack(records))
+    else:
+        ends = list(accumulate(_lengths(lengths)))
+        values = [records[s + skip:e] for s, e in zip([0, *ends[:-1]], ends)]
     return ids, values
 
 
@@ -108,6 +133,17 @@ def check_packed(page) -> None:
     lengths = _lengths(page.lengths)
     if len(page.keys) != stride * len(lengths) or sum(lengths) != len(page.records) or (lengths and min(lengths) < skip):
         raise ProtocolError("feed.packed_page: parts do not agree")
+
+
+@lru_cache(maxsize=16)
+def _fields(skip: int, width: int, count: int) -> Struct:
+    """Reads ``count`` fields of ``width`` bytes, each after ``skip`` bytes: one C call slices a page."""
+    return Struct(f"{skip}x{width}s" * count)
+
+
+def _same(u32s: bytes, count: int) -> bool:
+    """Whether ``count`` packed u32s are all the same."""
+    return u32s == u32s[:4] * count
 
 
 def _u32s(values) -> bytes:

@@ -15,7 +15,7 @@ from typing import Callable
 from ringkv.errors import BadRequest
 from ringkv.hashing import hash64_bytes
 from ringkv.keyspaces import KeyspaceInfo
-from ringkv.storage import keyspace_cf
+from ringkv.storage import FEED_CF_PREFIX, keyspace_cf
 
 __all__ = ["Table", "FEEDS_SUFFIX", "resolve_table", "feed_entry_key", "split_feed_key", "feed_prefix", "feed_cf", "MAX_FEED_NAME"]
 
@@ -25,7 +25,7 @@ ENTRY_ID_LEN = 16
 
 
 def feed_cf(keyspace: str) -> str:
-    return "fd." + keyspace
+    return FEED_CF_PREFIX + keyspace
 
 
 def feed_prefix(feed: bytes) -> bytes:

