@@ -130,8 +130,14 @@ def check_packed(page) -> None:
     stride, skip = page.stride, page.skip
     if stride < ENTRY_ID_LEN or skip < _HEADER or len(page.lengths) % 4:
         raise ProtocolError("feed.packed_page: bad layout")
-    lengths = _lengths(page.lengths)
-    if len(page.keys) != stride * len(lengths) or sum(lengths) != len(page.records) or (lengths and min(lengths) < skip):
+    count = len(page.lengths) // 4
+    if count and _same(page.lengths, count):
+        (size,) = _lengths(page.lengths[:4])
+        total, low = size * count, size
+    else:
+        lengths = _lengths(page.lengths)
+        total, low = sum(lengths), min(lengths, default=skip)
+    if len(page.keys) != stride * count or total != len(page.records) or low < skip:
         raise ProtocolError("feed.packed_page: parts do not agree")
 
 
