@@ -105,12 +105,12 @@ def packed_fields(joined: Joined, skip: int, cursor: Optional[bytes], more: bool
 def unpack(keys: bytes, stride: int, records: bytes, lengths: bytes, skip: int) -> tuple[list[bytes], list[bytes]]:
     """``(ids, values)`` of a checked packed page."""
     count = len(lengths) // 4
-    if not count or count > _MAX_FIELDS:
-        ends = list(accumulate(_lengths(lengths)))
-        values = [records[s + skip:e] for s, e in zip([0, *ends[:-1]], ends)]
-        return [keys[i:i + ENTRY_ID_LEN] for i in range(stride - ENTRY_ID_LEN, len(keys), stride)], values
-    ids = list(_fields(stride - ENTRY_ID_LEN, ENTRY_ID_LEN, count).unpack(keys))
-    if _same(lengths, count):
+    cached = 0 < count <= _MAX_FIELDS
+    if cached:
+        ids = list(_fields(stride - ENTRY_ID_LEN, ENTRY_ID_LEN, count).unpack(keys))
+    else:
+        ids = [keys[i:i + ENTRY_ID_LEN] for i in range(stride - ENTRY_ID_LEN, len(keys), stride)]
+    if cached and _same(lengths, count):
         values = list(_fields(skip, len(records) // count - skip, count).unpack(records))
     else:
         ends = list(accumulate(_lengths(lengths)))

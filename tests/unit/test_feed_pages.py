@@ -53,6 +53,15 @@ def test_a_packed_page_reads_back_as_the_list_page(values, full, data):
         assert page.first(limit).page() == (ids, datas, cursor, more)
 
 
+@pytest.mark.parametrize("values", [[b"same"] * 5, [b"v" * i for i in range(5)]])
+def test_pages_too_long_for_a_cached_slicer_read_back_the_same(monkeypatch, values):
+    from ringkv.feeds import pages
+
+    rows = [_row(i, v) for i, v in enumerate(values)]
+    monkeypatch.setattr(pages, "_MAX_FIELDS", 2)
+    assert _wire(_packed(rows)).page() == page_of(rows, True, None)
+
+
 def test_pages_whose_records_differ_are_not_packed():
     rows = [_row(i, b"v%d" % i) for i in range(5)]
     assert Joined(rows).uniform_skip() is not None
