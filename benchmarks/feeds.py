@@ -1,7 +1,7 @@
 """Feeds on a 3-node cluster: append rate vs KV put rate, iteration rate vs a raw RocksDB range scan.
 
     python benchmarks/feeds.py [--seconds 10] [--concurrency 64] [--feeds 16] [--value-size 100]
-                               [--entries 100000] [--rounds 2] [--seed 42] [--json [PATH]]
+                               [--mixed-sizes] [--entries 100000] [--rounds 2] [--seed 42] [--json [PATH]]
 
 Three ``ringkv serve`` processes on loopback (temporary directories, removed
 at the end, also on Ctrl-C), keyspace ``bench`` N=3 R=2 W=2, driven from this
@@ -22,6 +22,8 @@ ahead, R=2), best of three, against a raw
 rocksdict (``Rdict(path, Options(raw_mode=True))``) range scan over the same
 number of entries with the same key layout and value size, in this process,
 and the embedded database's feed iteration. Target: iterate >= 0.3x raw scan.
+``--mixed-sizes`` draws every value's size from 0.5x to 1.5x ``--value-size``
+(all runs use it alike): such pages are cut apart entry by entry, not in one call.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ async def cluster_part(args, cluster: LocalCluster, run_id: str) -> dict:
         await client.akeyspace_create(KEYSPACE, n=3, r=2, w=2)
         ks = client.keyspace(KEYSPACE)
         rng = random.Random(args.seed)
-        values = [rng.randbytes(args.value_size) for _ in range(256)]
+        values = _values(rng, args.value_size, args.mixed_sizes)
         many = [ks.feed(f"{run_id}-{i}") for i in range(args.feeds)]
         one = ks.feed(f"{run_id}-single")
 
@@ -116,7 +118,16 @@ async def cluster_part(args, cluster: LocalCluster, run_id: str) -> dict:
         await client.aclose()
 
 
-def raw_scan(path: str, entries: int, value_size: int, feed_name: bytes, seed: int) -> tuple[float, list[float]]:
+def _size(rng: random.Random, value_size: int, mixed: bool) -> int:
+    """``value_size``, or with ``mixed`` a size drawn from half of it to one and a half times it."""
+    return rng.randint(value_size // 2, value_size * 3 // 2) if mixed else value_size
+
+
+def _values(rng: random.Random, value_size: int, mixed: bool) -> list[bytes]:
+    return [rng.randbytes(_size(rng, value_size, mixed)) for _ in range(256)]
+
+
+def raw_scan(path: str, entries: int, value_size: int, feed_name: bytes, seed: int, mixed: bool = False) -> tuple[float, list[float]]:
     """Entries/s of a raw rocksdict range scan over ``entries`` entries laid out like a feed's."""
     from ringkv.quorum.tables import feed_prefix
     from rocksdict import Options, Rdict
@@ -126,7 +137,7 @@ def raw_scan(path: str, entries: int, value_size: int, feed_name: bytes, seed: i
     db = Rdict(path, Options(raw_mode=True))
     try:
         for i in range(entries):  # 16-byte ordered ids, as feed entry ids
-            db[prefix + (time.time_ns() + i).to_bytes(8, "big") + rng.randbytes(8)] = rng.randbytes(value_size)
+            db[prefix + (time.time_ns() + i).to_bytes(8, "big") + rng.randbytes(8)] = rng.randbytes(_size(rng, value_size, mixed))
         db.put(prefix[:-1] + b"\xff", b"end")  # a key after the range, as other feeds would be
         rates = []
         for _ in range(3):
@@ -143,9 +154,9 @@ def raw_scan(path: str, entries: int, value_size: int, feed_name: bytes, seed: i
         db.close()
 
 
-def embedded_part(path: str, entries: int, value_size: int, seed: int) -> dict:
+def embedded_part(path: str, entries: int, value_size: int, seed: int, mixed: bool = False) -> dict:
     rng = random.Random(seed)
-    values = [rng.randbytes(value_size) for _ in range(256)]
+    values = _values(rng, value_size, mixed)
     db = ringkv.open(path)
     try:
         feed = db.feed("iterate")
@@ -163,12 +174,18 @@ def embedded_part(path: str, entries: int, value_size: int, seed: int) -> dict:
         db.close()
 
 
+def _sizes(args) -> str:
+    return f"{args.value_size // 2}-{args.value_size * 3 // 2}-byte" if args.mixed_sizes else f"{args.value_size}-byte"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each put / append phase (default: %(default)s)")
     ap.add_argument("--concurrency", type=int, default=64, help="requests in flight (default: %(default)s)")
     ap.add_argument("--feeds", type=int, default=16, help="feeds the spread appends go to (default: %(default)s)")
     ap.add_argument("--value-size", type=int, default=100, help="bytes per value / entry (default: %(default)s)")
+    ap.add_argument("--mixed-sizes", action="store_true",
+                    help="values of 0.5x to 1.5x --value-size rather than all one size (pages then cannot be cut apart in one call)")
     ap.add_argument("--entries", type=int, default=100_000, help="entries of the feed that is iterated (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=2, help="put/append rounds, best kept (default: %(default)s)")
     add_seed_and_json_options(ap, DEFAULT_JSON)
@@ -181,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         with temporary_cluster("ringkv-bench-feeds-", 3) as (workdir, cluster):
             res = asyncio.run(cluster_part(args, cluster, run_id))
             cluster.stop()
-            raw_rate, raw_runs = raw_scan(os.path.join(workdir, "raw"), args.entries, args.value_size, b"iterate", args.seed)
-            emb = embedded_part(os.path.join(workdir, "embedded"), args.entries, args.value_size, args.seed)
+            raw_rate, raw_runs = raw_scan(os.path.join(workdir, "raw"), args.entries, args.value_size, b"iterate", args.seed, args.mixed_sizes)
+            emb = embedded_part(os.path.join(workdir, "embedded"), args.entries, args.value_size, args.seed, args.mixed_sizes)
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130
@@ -196,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
               "iterate_over_raw_scan": it / raw_rate, "embedded_iterate_over_raw_scan": emb["iterate_entries_per_sec"] / raw_rate}
 
     con = Console(width=max(Console().width, 120))
-    t = Table(title=f"feeds, 3-node cluster (keyspace N=3 R=2 W=2), {args.concurrency} in flight, {args.value_size}-byte values, "
+    t = Table(title=f"feeds, 3-node cluster (keyspace N=3 R=2 W=2), {args.concurrency} in flight, {_sizes(args)} values, "
                     f"{args.seconds:g}s per phase, best of {args.rounds}, {os.cpu_count()} CPUs", title_justify="left")
     for col in ("", "ops/s", "p50 ms", "p99 ms", "errors", "server CPU", "others CPU", "vs put"):
         t.add_column(col, justify="left" if not col else "right")
@@ -208,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     con.print(f"target: append >= 0.80x put -> {args.feeds} feeds {ratios['append_spread_over_put']:.2f}x,"
               f" 1 feed {ratios['append_single_over_put']:.2f}x", highlight=False)
     quiet = res.get("server_cpu_before_iterate")
-    t2 = Table(title=f"iterating {args.entries:,} entries ({args.value_size}-byte), one reader, best of 3"
+    t2 = Table(title=f"iterating {args.entries:,} entries ({_sizes(args)}), one reader, best of 3"
                      + ("" if quiet is None else f"; servers at {quiet:.2f} CPU when it began"), title_justify="left")
     for col in ("", "entries/s", "vs raw scan"):
         t2.add_column(col, justify="left" if not col else "right")
