@@ -35,7 +35,7 @@ def _packed(rows, full=True) -> FeedPackedPage:
     return FeedPackedPage(*packed_fields(joined, skip, rows[-1][0][-16:], full))
 
 
-_SAME_SIZE = st.integers(0, 300).flatmap(lambda n: st.lists(st.binary(min_size=n, max_size=n), min_size=1, max_size=60))
+_SAME_SIZE = st.integers(0, 150).flatmap(lambda n: st.lists(st.binary(min_size=n, max_size=n), min_size=1, max_size=40))
 
 
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=60) | _SAME_SIZE, st.booleans(), st.data())
