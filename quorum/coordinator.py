@@ -424,7 +424,8 @@ class Coordinator:
                 addr = self.view.addr(target)
             except RingKVError:
                 continue
-            for hkey, stamp, keyspace, key in list(self.hints.for_target(target, batch)):
+            held = list(self.hints.for_target(target, batch))
+            for hkey, stamp, keyspace, key in held:
                 try:
                     table = self.table(keyspace)
                 except RingKVError:
@@ -439,5 +440,7 @@ class Coordinator:
                 self.hints.delivered(hkey, stamp)
                 delivered += 1
                 self.stats["hints_delivered"] += 1
+            if len(held) < batch:  # all of the target's hints were listed: count them afresh
+                self.hints.recount(target)
         return delivered
 

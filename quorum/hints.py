@@ -23,6 +23,11 @@ def hint_key(target: str, keyspace: str, key: bytes) -> bytes:
     return target.encode() + _SEP + keyspace.encode() + _SEP + key
 
 
+def _bounds(target: str) -> tuple[bytes, bytes]:
+    """The index range of ``target``'s hints."""
+    return target.encode() + _SEP, target.encode() + b"\x01"
+
+
 def _split(hkey: bytes) -> tuple[str, str, bytes]:
     target, keyspace, key = hkey.split(_SEP, 2)
     return target.decode(), keyspace.decode(), key
@@ -56,14 +61,27 @@ class HintStore:
 
     def for_target(self, target: str, limit: int) -> Iterator[tuple[bytes, bytes, str, bytes]]:
         """Up to ``limit`` hints for ``target``: ``(hint key, stamp, keyspace, key)``."""
-        prefix = target.encode() + _SEP
         n = 0
-        for hkey, stamp in self.storage.scan(HINTS_CF, prefix, target.encode() + b"\x01", chunk=limit):
+        for hkey, stamp in self.storage.scan(HINTS_CF, *_bounds(target), chunk=limit):
             _, keyspace, key = _split(hkey)
             yield hkey, stamp, keyspace, key
             n += 1
             if n >= limit:
                 return
+
+    def recount(self, target: str) -> int:
+        """Set ``target``'s count from the index, which is the truth, and return it.
+
+        The count can drift above it: a key hinted twice in one batch counts
+        twice (both see no entry yet), and so does a batch that then failed.
+        A count that never returns to zero would keep the node from settling.
+        """
+        n = sum(1 for _ in self.storage.scan(HINTS_CF, *_bounds(target)))
+        if n:
+            self._counts[target] = n
+        else:
+            self._counts.pop(target, None)
+        return n
 
     def delivered(self, hkey: bytes, stamp: bytes) -> None:
         """The owner acknowledged the copy sent for ``stamp``; drop the hint unless rewritten since."""
@@ -76,6 +94,6 @@ class HintStore:
     def drop_target(self, target: str) -> None:
         """Forget hints for a member that left the cluster for good."""
         b = self.storage.batch()
-        b.delete_range(HINTS_CF, target.encode() + _SEP, target.encode() + b"\x01")
+        b.delete_range(HINTS_CF, *_bounds(target))
         self.storage.write(b)
         self._counts.pop(target, None)
