@@ -49,8 +49,13 @@ class HintStore:
         delivery that raced with a newer write does not delete its hint.
         """
         hkey = hint_key(target, keyspace, key)
-        if self.storage.get(HINTS_CF, hkey) is None:
-            self._counts[target] += 1
+        marks = batch.marks
+        if marks is None:
+            marks = batch.marks = set()
+        if hkey not in marks:  # the same key twice in one batch is one hint
+            marks.add(hkey)
+            if self.storage.get(HINTS_CF, hkey) is None:
+                self._counts[target] += 1
         batch.put(HINTS_CF, hkey, stamp.to_bytes(8, "big"))
 
     def pending(self) -> dict[str, int]:
@@ -72,9 +77,9 @@ class HintStore:
     def recount(self, target: str) -> int:
         """Set ``target``'s count from the index, which is the truth, and return it.
 
-        The count can drift above it: a key hinted twice in one batch counts
-        twice (both see no entry yet), and so does a batch that then failed.
-        A count that never returns to zero would keep the node from settling.
+        The count can drift above it: a hint counted in a batch that then
+        failed to be written. A count that never returns to zero would keep
+        the node from settling.
         """
         n = sum(1 for _ in self.storage.scan(HINTS_CF, *_bounds(target)))
         if n:

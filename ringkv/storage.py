@@ -67,7 +67,7 @@ def _rocks_errors(what: str):
 class Batch:
     """Writes applied atomically by :meth:`Storage.write`."""
 
-    __slots__ = ("_wb", "_storage", "count", "counters")
+    __slots__ = ("_wb", "_storage", "count", "counters", "marks")
 
     def __init__(self, storage: "Storage") -> None:
         self._storage = storage
@@ -75,6 +75,9 @@ class Batch:
         self.count = 0
         #: ``(cf, key) -> delta`` of counters, resolved when the batch is written
         self.counters: Optional[dict[tuple[str, bytes], int]] = None
+        #: keys a companion writer already added to this batch: a batch cannot be
+        #: read back, so one that writes a key twice must remember it did
+        self.marks: Optional[set[bytes]] = None
 
     def add(self, cf: str, key: bytes, delta: int) -> None:
         """Add ``delta`` to the counter at ``key`` (8-byte signed, never below 0) when the batch is written.
