@@ -58,6 +58,7 @@ class ClusterView(Protocol):
     def walk(self, key: bytes) -> list[str]: ...
     def pending(self, place: bytes, n: int) -> list[str]: ...
     def is_alive(self, node_id: str) -> bool: ...
+    def departed(self, node_id: str) -> bool: ...  # left or removed: it will never take its hints
     def addr(self, node_id: str) -> str: ...
     def keyspace(self, name: str) -> KeyspaceInfo: ...
 
@@ -418,11 +419,8 @@ class Coordinator:
         """Send held copies to owners that are alive again; returns how many were acknowledged."""
         delivered = 0
         for target in list(self.hints.pending()):
-            if target == self.view.node_id or not self.view.is_alive(target):
-                continue
-            try:
-                addr = self.view.addr(target)
-            except RingKVError:
+            departed = self.view.departed(target)
+            if target == self.view.node_id or not (departed or self.view.is_alive(target)):
                 continue
             held = list(self.hints.for_target(target, batch))
             for hkey, stamp, keyspace, key in held:
@@ -432,15 +430,34 @@ class Coordinator:
                     self.hints.delivered(hkey, stamp)  # keyspace dropped: nothing to deliver
                     continue
                 rec = self.replica.storage.get(table.cf, table.skey(key))
-                if rec is not None:
-                    try:
-                        await self._request(addr, ReplicaPut(keyspace, key, rec, None), timeout)
-                    except RingKVError:
-                        break  # owner not answering yet; try again next round
+                try:
+                    if rec is not None:
+                        if departed:
+                            await self._rehome(table, key, rec, timeout)
+                        else:
+                            await self._request(self.view.addr(target), ReplicaPut(keyspace, key, rec, None), timeout)
+                except RingKVError:
+                    break  # not answering yet; try again next round
                 self.hints.delivered(hkey, stamp)
                 delivered += 1
                 self.stats["hints_delivered"] += 1
             if len(held) < batch:  # all of the target's hints were listed: count them afresh
                 self.hints.recount(target)
         return delivered
+
+    async def _rehome(self, table: Table, key: bytes, raw: bytes, timeout: float) -> None:
+        """The copy held for a member that left or was removed goes to the key's owners now.
+
+        That member will never take it, and its ranges went to new owners
+        without it. A live owner gets it (a merge: harmless if it has it); a
+        down one gets a hint of its own.
+        """
+        me = self.view.node_id
+        for owner in self.view.walk(table.place(key))[: table.info.n]:
+            if owner == me:
+                continue
+            if self.view.is_alive(owner):
+                await self._request(self.view.addr(owner), ReplicaPut(table.wire_name, key, raw, None), timeout)
+            else:
+                self._hold_hint(table, key, owner)
 

@@ -24,6 +24,7 @@ from ringkv.gossip import (
     JOINING,
     LEAVING,
     LEFT,
+    TERMINAL,
     UP,
     GossipConfig,
     GossipNode,
@@ -413,8 +414,7 @@ class NodeServer:
             before = self.ring
             self._rebuild_ring()
             if removed and getattr(self, "elastic", None) is not None:
-                for node_id in removed:
-                    self.hints.drop_target(node_id)
+                for node_id in removed:  # its hints go to the keys' new owners (Coordinator.deliver_hints)
                     self.elastic.on_removed(node_id, before)
         self._wake.set()
 
@@ -450,6 +450,10 @@ class NodeServer:
             return True
         live = self.gossip.liveness(node_id)  # type: ignore[union-attr]
         return live is not None and live != DOWN
+
+    def departed(self, node_id: str) -> bool:
+        m = self.gossip.members.get(node_id)  # type: ignore[union-attr]
+        return m is not None and m.status in TERMINAL
 
     def addr(self, node_id: str) -> str:
         m = self.gossip.members.get(node_id)  # type: ignore[union-attr]
@@ -538,7 +542,6 @@ class NodeServer:
         if self.is_alive(msg.node_id):
             raise BadRequest(f"member {msg.node_id} is alive; only a down member can be removed (use leave for a live one)")
         self._run(self.gossip.remove_member(msg.node_id, self._now()))  # type: ignore[union-attr]
-        self.hints.drop_target(msg.node_id)
 
     async def _on_leave(self, msg: Leave) -> None:
         """Start leaving: hand our ranges to their new owners, then go ``left`` and stop."""
