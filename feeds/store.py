@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ringkv.codec import live_value, live_values
+from ringkv.hashing import hash64
 from ringkv.quorum.dvv import DVVSet
 from ringkv.quorum.replica import Extra
 from ringkv.quorum.tables import ENTRY_ID_LEN, Table, feed_prefix, split_feed_key
@@ -89,6 +90,16 @@ class FeedStore:
         for k, v in self.storage.scan(META_CF, prefix, prefix[:-1] + b"\x01"):
             out.append((k[len(prefix):].decode("utf-8", "replace"), int.from_bytes(v, "big", signed=True)))
         return out
+
+    def drop_lengths(self, keyspace: str, lo: int, hi: int) -> None:
+        """Forget the lengths of feeds placed in ``[lo, hi)``: their entries are leaving this node."""
+        prefix = _LEN + keyspace.encode() + b"\0"
+        doomed = [k for k, _ in self.storage.scan(META_CF, prefix, prefix[:-1] + b"\x01") if lo <= hash64(k[len(prefix):]) < hi]
+        if doomed:
+            b = self.storage.batch()
+            for k in doomed:
+                b.delete(META_CF, k)
+            self.storage.write(b)
 
     def drop_keyspace(self, keyspace: str) -> None:
         """Forget the lengths of a dropped keyspace's feeds (its entries go with its column family)."""

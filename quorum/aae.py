@@ -400,8 +400,8 @@ class Trees:
         self.storage.write(b)
         return n
 
-    async def drop_range(self, cf: str, lo: int, hi: int) -> int:
-        """:meth:`forget_range` in chunks, yielding to the loop between them."""
+    async def drop_range(self, cf: str, lo: int, hi: int, keep: Optional[Callable[[bytes], bool]] = None) -> int:
+        """:meth:`forget_range` in chunks, yielding to the loop between them; ``keep(skey)`` spares a key."""
         if not self.storage.has_cf(cf) or not is_replicated(cf):
             return 0
         _check_range(lo, hi)
@@ -418,6 +418,8 @@ class Trees:
             b = self.storage.batch()
             touched: set[int] = set()
             for skey, raw in items:
+                if keep is not None and keep(skey):
+                    continue
                 self._remove(b, tree, skey, raw, touched)
                 b.delete(cf, skey)
                 b.delete(AAE_CF, tomb_key(cf, skey))

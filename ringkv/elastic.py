@@ -23,6 +23,8 @@ import logging
 from typing import TYPE_CHECKING, Optional
 
 from ringkv.errors import RingKVError
+from ringkv.hashing import user_key
+from ringkv.quorum.gc import hint_pending
 from ringkv.quorum.tables import FEEDS_SUFFIX, Table
 from ringkv.ring import Ring
 from ringkv.ring.handoff import Move, elementary, gains, losses
@@ -217,7 +219,11 @@ class Elastic:
                     log.info("handoff of a range to its owners failed (%s); will retry", exc)
                     complete = False
                     continue
-                await self._drop(table, lo, hi)
+                if not self.stable():  # a hint or a ring change arrived during the handoff
+                    complete = False
+                    break
+                if not await self._drop(table, lo, hi):
+                    complete = False  # some keys are held for a down owner: drop them on a later pass
                 dropped += 1
         self.streamer.clear()
         if complete:
@@ -230,28 +236,31 @@ class Elastic:
         entries, _, _ = self.streamer.read_chunk(table, lo, hi, None, 1)
         return bool(entries)
 
-    async def _drop(self, table: Table, lo: int, hi: int) -> None:
+    async def _drop(self, table: Table, lo: int, hi: int) -> bool:
+        """Forget a range; False when keys held for a down owner (hinted) were kept."""
         storage = self.s.storage
         if not storage.has_cf(table.cf):  # type: ignore[union-attr]
-            return
-        if table.feed:
-            self._drop_feed_lengths(table, lo, hi)
+            return True
+        hints = self.s.hints
         repair = self.s.repair
-        if repair is not None:
-            await repair.drop_range(table.cf, lo, hi)  # chunked, keeps the hash trees right
-        else:
+        if repair is None and hints.total():
+            return False  # a range delete cannot spare the hinted keys
+        if table.feed:
+            self.s.feeds.store.drop_lengths(table.info.name, lo, hi)
+        if repair is None:
             storage.delete_hash_range(table.cf, lo, hi)  # type: ignore[union-attr]
+            return True
+        kept: list[bytes] = []
 
-    def _drop_feed_lengths(self, table: Table, lo: int, hi: int) -> None:
-        """Feeds whose entries leave this node no longer count here."""
-        from ringkv.hashing import hash64
+        def keep(skey: bytes) -> bool:
+            # a hinted write that arrived meanwhile is the copy an owner still needs from us
+            if hints.total() and hint_pending(hints, table.wire_name, user_key(skey)):
+                kept.append(skey)
+                return True
+            return False
 
-        store = self.s.feeds.store
-        for name, _ in store.feeds(table.info.name):
-            if lo <= hash64(name.encode()) < hi:
-                b = self.s.storage.batch()  # type: ignore[union-attr]
-                b.delete("_meta", store._len_key(table.info.name, name.encode()))
-                self.s.storage.write(b)  # type: ignore[union-attr]
+        await repair.drop_range(table.cf, lo, hi, keep)  # chunked, keeps the hash trees right
+        return not kept
 
     async def cleanup_loop(self, interval: float) -> None:
         while True:

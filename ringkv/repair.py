@@ -188,9 +188,9 @@ class RepairService:
         """Delete the records of ``cf`` with hash in ``[lo, hi)``, keeping the tree right (synchronous)."""
         return self.trees.forget_range(cf, lo, hi)
 
-    async def drop_range(self, cf: str, lo: int, hi: int) -> int:
-        """:meth:`forget_range` in chunks, yielding to client requests between them."""
-        return await self.trees.drop_range(cf, lo, hi)
+    async def drop_range(self, cf: str, lo: int, hi: int, keep: Optional[Callable[[bytes], bool]] = None) -> int:
+        """:meth:`forget_range` in chunks, yielding to client requests between them; ``keep(skey)`` spares a key."""
+        return await self.trees.drop_range(cf, lo, hi, keep)
 
     # -- background tasks --------------------------------------------------------
 
