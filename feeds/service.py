@@ -158,10 +158,11 @@ class FeedService:
         table = self._table(msg.keyspace)
         key = feed_entry_key(check_feed(msg.feed), _check_id(msg.entry_id))
         rec = await self.c.read(table, key, None, deadline)
-        if rec.entries and entry_data(rec) is None:
-            return  # already removed: removing is idempotent
-        # Write the tombstone even if the read found nothing: the append may be
-        # held by fallbacks only (sloppy quorum); the tombstone wins when they meet.
+        # Write the tombstone even if the read found one: it may be on fewer
+        # than W replicas (a remove that failed after writing it here), and an
+        # acknowledged remove must be on W. Even if the read found nothing: the
+        # append may be held by fallbacks only (sloppy quorum); the tombstone
+        # wins when they meet.
         await self.c.put(KvPut(table.wire_name, key, None, encode_context(rec.clock), msg.w, None, "", True), deadline)
 
     # -- reads -------------------------------------------------------------

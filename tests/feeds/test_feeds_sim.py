@@ -360,3 +360,45 @@ def test_a_session_id_reused_for_another_feed_or_direction_gets_pages_read_for_i
         assert got == want
     assert kept <= AHEAD_SESSIONS
     assert running == 0, "pages read ahead for dropped iterations stop"
+
+
+def test_a_retried_remove_is_acknowledged_only_once_w_replicas_hold_the_tombstone(tmp_path):
+    """The first try wrote the tombstone on its coordinator only; the retry must not trust that copy."""
+    from ringkv.feeds.ids import parse_id
+    from ringkv.feeds.messages import FeedRemove
+
+    async def main():
+        cluster, client = await _settled(str(tmp_path), 3)
+        try:
+            idx = {s.node_id: i for i, s in enumerate(cluster.servers)}
+            a, b, c = (idx[n] for n in cluster.servers[0].ring.preference_list(b"f", 3))
+            feed = (await cluster.client(a, timeout=3.0)).feed("f")
+            ids = [await feed.aappend(b"e%d" % i) for i in range(5)]
+            await cluster.run_for(2)
+            coord = cluster.servers[a]
+            read = coord.coordinator.read
+
+            async def read_then_cut_off(*args, **kw):  # a partition between the remove's read and its write
+                rec = await read(*args, **kw)
+                cluster.partition([a], [b, c])
+                return rec
+
+            coord.coordinator.read = read_then_cut_off
+            remove = FeedRemove("default", b"f", parse_id(ids[2]))
+            with pytest.raises(RingKVError):
+                await coord.feeds.remove(remove, asyncio.get_running_loop().time() + 3)
+            coord.coordinator.read = read
+            cluster.partition([a, b], [c])
+            await coord.feeds.remove(remove, asyncio.get_running_loop().time() + 3)  # the retry: acknowledged
+            cluster.partition([a], [b, c])  # the coordinator is cut off as it answers, then fails
+            await cluster.crash(a)
+            cluster.heal()
+            await cluster.run_for(5)
+            reader = (await cluster.client(b, timeout=5.0)).feed("f")
+            return ids[2], await _all_ids(reader, r=2), await reader.aget(ids[2], r=2)
+        finally:
+            await cluster.stop()
+
+    removed, seen, got = run_virtual(main())
+    assert removed not in seen, "an acknowledged remove came back when its coordinator failed"
+    assert got is None
