@@ -43,6 +43,7 @@ INTERNAL_CFS = (META_CF, HINTS_CF, AAE_CF)
 FEED_CF_PREFIX = "fd."
 FEED_BLOCK_SIZE = 16 * 1024
 _TOP = b"\xff" * HASH_LEN
+_SUM_MOD = 1 << 64
 
 
 def keyspace_cf(name: str) -> str:
@@ -67,7 +68,7 @@ def _rocks_errors(what: str):
 class Batch:
     """Writes applied atomically by :meth:`Storage.write`."""
 
-    __slots__ = ("_wb", "_storage", "count", "counters", "marks")
+    __slots__ = ("_wb", "_storage", "count", "counters", "sums", "marks")
 
     def __init__(self, storage: "Storage") -> None:
         self._storage = storage
@@ -75,6 +76,8 @@ class Batch:
         self.count = 0
         #: ``(cf, key) -> delta`` of counters, resolved when the batch is written
         self.counters: Optional[dict[tuple[str, bytes], int]] = None
+        #: ``(cf, key) -> delta`` of sums modulo 2**64, resolved likewise
+        self.sums: Optional[dict[tuple[str, bytes], int]] = None
         #: keys a companion writer already added to this batch: a batch cannot be
         #: read back, so one that writes a key twice must remember it did
         self.marks: Optional[set[bytes]] = None
@@ -90,6 +93,14 @@ class Batch:
             self.counters = {}
         k = (cf, key)
         self.counters[k] = self.counters.get(k, 0) + delta
+        self.count += 1
+
+    def add_sum(self, cf: str, key: bytes, delta: int) -> None:
+        """Add ``delta`` to the 8-byte unsigned sum at ``key``, modulo 2**64, when the batch is written (as :meth:`add`)."""
+        if self.sums is None:
+            self.sums = {}
+        k = (cf, key)
+        self.sums[k] = self.sums.get(k, 0) + delta
         self.count += 1
 
     def put(self, cf: str, key: bytes, value: bytes) -> None:
@@ -227,14 +238,18 @@ class Storage:
         if batch.count == 0:
             return
         with _rocks_errors("write"):
-            if batch.counters:
+            if batch.counters or batch.sums:
                 with self._lock:
-                    for (cf, key), delta in batch.counters.items():
+                    for (cf, key), delta in (batch.counters or {}).items():
                         raw = self.cf(cf).get(key)
                         cur = int.from_bytes(raw, "big", signed=True) if raw else 0
                         batch._wb.put(key, max(0, cur + delta).to_bytes(8, "big", signed=True), self._handle(cf))
+                    for (cf, key), delta in (batch.sums or {}).items():
+                        raw = self.cf(cf).get(key)
+                        cur = int.from_bytes(raw, "big") if raw else 0
+                        batch._wb.put(key, ((cur + delta) % _SUM_MOD).to_bytes(8, "big"), self._handle(cf))
                     self._db.write(batch._wb, self._wopts)
-                batch.counters = None
+                batch.counters = batch.sums = None
             else:
                 self._db.write(batch._wb, self._wopts)
         batch.count = 0

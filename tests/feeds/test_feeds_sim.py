@@ -402,3 +402,34 @@ def test_a_retried_remove_is_acknowledged_only_once_w_replicas_hold_the_tombston
     removed, seen, got = run_virtual(main())
     assert removed not in seen, "an acknowledged remove came back when its coordinator failed"
     assert got is None
+
+
+def test_length_at_r_counts_what_an_iteration_at_r_returns_when_a_replica_missed_a_remove(tmp_path):
+    """A remove acknowledged by two replicas; the one holding the third's hint fails; the third returns."""
+
+    async def main():
+        cluster, _ = await _settled(str(tmp_path), 2)
+        try:
+            idx = {s.node_id: i for i, s in enumerate(cluster.servers)}
+            order = cluster.servers[0].ring.preference_list(b"f", 3)
+            a, b, c = (idx[n] for n in order)
+            feed = (await cluster.client(a, timeout=5.0)).feed("f")
+            ids = [await feed.aappend(b"e%d" % i) for i in range(10)]
+            await cluster.run_for(2)
+            await cluster.crash(c)
+            await cluster.wait_for(lambda: not cluster.servers[a].is_alive(order[2]), step=0.05)
+            await feed.aremove(ids[3])  # acknowledged by a and b; a holds c's hint
+            await cluster.crash(a)
+            await cluster.restart(c)
+            await cluster.run_for(5)
+            reader = (await cluster.client(b, timeout=5.0)).feed("f")
+            first = await reader.alength(r=2)
+            seen = await _all_ids(reader, r=2)
+            return first, seen, ids[3], await reader.alength(r=2)
+        finally:
+            await cluster.stop()
+
+    first, seen, removed, again = run_virtual(main())
+    assert removed not in seen and len(seen) == 9
+    assert first == len(seen), "length(r=2) counted an entry whose remove was acknowledged"
+    assert again == 9

@@ -42,3 +42,21 @@ def test_changes_in_one_batch_and_across_threads_all_count(tmp_path):
         assert _value(storage, b"c") == 0, "a counter never goes below zero"
     finally:
         storage.close()
+
+
+def test_sums_wrap_modulo_2_64_and_return_to_zero_when_every_term_is_taken_back(tmp_path):
+    storage = Storage(str(tmp_path / "db"))
+    try:
+        terms = [2**64 - 5, 2**63 + 7, 12345]
+        for t in terms:
+            b = storage.batch()
+            b.add_sum(META_CF, b"s", t)
+            storage.write(b)
+        assert int.from_bytes(storage.get(META_CF, b"s"), "big") == sum(terms) % 2**64
+        b = storage.batch()
+        for t in reversed(terms):  # taken back in another order, in one batch
+            b.add_sum(META_CF, b"s", -t)
+        storage.write(b)
+        assert int.from_bytes(storage.get(META_CF, b"s"), "big") == 0
+    finally:
+        storage.close()
