@@ -177,7 +177,7 @@ class FeedLength(Message):
 @message("feed.count")
 class FeedCount(Message):
     count: int
-    #: a replica's sum of its live entry ids' hashes (:meth:`FeedStore.ids_digest`); 0 to a client
+    #: a replica's sum of its live entry ids' hashes (:meth:`FeedStore.counted`); 0 to a client
     digest: int = 0
 
 

@@ -433,7 +433,7 @@ class FeedService:
     def replica_length(self, msg: FeedReplicaLength) -> FeedCount:
         table = self._table(msg.keyspace)
         feed = check_feed(msg.feed)
-        return FeedCount(self.store.length(table.info.name, feed), self.store.ids_digest(table.info.name, feed))
+        return FeedCount(*self.store.counted(table.info.name, feed))
 
     def replica_list(self, msg: FeedReplicaList) -> FeedNames:
         table = self._table(msg.keyspace)

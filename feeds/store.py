@@ -16,12 +16,11 @@ from ringkv.hashing import hash64
 from ringkv.quorum.dvv import DVVSet
 from ringkv.quorum.replica import Extra
 from ringkv.quorum.tables import ENTRY_ID_LEN, Table, feed_prefix, split_feed_key
-from ringkv.storage import META_CF, Storage
+from ringkv.storage import META_CF, Storage, read_counter
 
 __all__ = ["FeedStore", "entry_data", "page_of", "PAGE_BYTES"]
 
 _LEN = b"feedlen:"
-_SUM = b"feedsum:"
 #: Bytes of records a page stops at (a page of big entries stays a modest message).
 PAGE_BYTES = 1 << 20
 
@@ -68,36 +67,28 @@ class FeedStore:
     def _len_key(keyspace: str, feed: bytes) -> bytes:
         return _LEN + keyspace.encode() + b"\0" + feed
 
-    @staticmethod
-    def _sum_key(keyspace: str, feed: bytes) -> bytes:
-        return _SUM + keyspace.encode() + b"\0" + feed
-
     def length(self, keyspace: str, feed: bytes) -> int:
-        raw = self.storage.get(META_CF, self._len_key(keyspace, feed))
-        return int.from_bytes(raw, "big", signed=True) if raw else 0
+        return self.counted(keyspace, feed)[0]
 
-    def ids_digest(self, keyspace: str, feed: bytes) -> int:
-        """The sum of the hashes of the feed's live entry ids here, modulo 2**64.
+    def counted(self, keyspace: str, feed: bytes) -> tuple[int, int]:
+        """``(length, digest)``: the digest is the sum of the hashes of the live entry ids here, modulo 2**64.
 
-        Two replicas with the same length hold the same entries only if this
-        agrees too; a length compared alone can hide one replica lacking an
-        entry and another lacking a remove.
+        Two replicas with the same length hold the same entries only if the
+        digests agree too; a length compared alone can hide one replica
+        lacking an entry and another lacking a remove.
         """
-        raw = self.storage.get(META_CF, self._sum_key(keyspace, feed))
-        return int.from_bytes(raw, "big") if raw else 0
+        return read_counter(self.storage.get(META_CF, self._len_key(keyspace, feed)))
 
     def length_extra(self, table: Table, key: bytes) -> Extra:
-        """Keeps the feed's length and ids digest in step with one entry's record, in its batch."""
+        """Keeps the feed's length and digest in step with one entry's record, in its batch."""
         feed, entry_id = split_feed_key(key)
         lkey = self._len_key(table.info.name, feed)
-        skey = self._sum_key(table.info.name, feed)
         h = hash64(entry_id)
 
         def extra(batch, old: Optional[DVVSet], new: DVVSet) -> None:
             delta = _live(new) - _live(old)
             if delta:
-                batch.add(META_CF, lkey, delta)
-                batch.add_sum(META_CF, skey, delta * h)
+                batch.add(META_CF, lkey, delta, delta * h)
 
         return extra
 
@@ -106,25 +97,23 @@ class FeedStore:
         prefix = _LEN + keyspace.encode() + b"\0"
         out = []
         for k, v in self.storage.scan(META_CF, prefix, prefix[:-1] + b"\x01"):
-            out.append((k[len(prefix):].decode("utf-8", "replace"), int.from_bytes(v, "big", signed=True)))
+            out.append((k[len(prefix):].decode("utf-8", "replace"), read_counter(v)[0]))
         return out
 
     def drop_lengths(self, keyspace: str, lo: int, hi: int) -> None:
-        """Forget the lengths (and ids digests) of feeds placed in ``[lo, hi)``: their entries are leaving this node."""
+        """Forget the lengths of feeds placed in ``[lo, hi)``: their entries are leaving this node."""
+        prefix = _LEN + keyspace.encode() + b"\0"
         b = self.storage.batch()
-        for kind in (_LEN, _SUM):
-            prefix = kind + keyspace.encode() + b"\0"
-            for k, _ in self.storage.scan(META_CF, prefix, prefix[:-1] + b"\x01"):
-                if lo <= hash64(k[len(prefix):]) < hi:
-                    b.delete(META_CF, k)
+        for k, _ in self.storage.scan(META_CF, prefix, prefix[:-1] + b"\x01"):
+            if lo <= hash64(k[len(prefix):]) < hi:
+                b.delete(META_CF, k)
         self.storage.write(b)
 
     def drop_keyspace(self, keyspace: str) -> None:
         """Forget the lengths of a dropped keyspace's feeds (its entries go with its column family)."""
+        prefix = _LEN + keyspace.encode() + b"\0"
         b = self.storage.batch()
-        for kind in (_LEN, _SUM):
-            prefix = kind + keyspace.encode() + b"\0"
-            b.delete_range(META_CF, prefix, prefix[:-1] + b"\x01")
+        b.delete_range(META_CF, prefix, prefix[:-1] + b"\x01")
         self.storage.write(b, sync=True)
 
     def scan(self, table: Table, feed: bytes, after: Optional[bytes], reverse: bool, limit: int,

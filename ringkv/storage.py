@@ -32,7 +32,7 @@ from ringkv.config import StoreOptions
 from ringkv.errors import BadRequest, ClosedError, RingKVError, Unavailable
 from ringkv.hashing import HASH_LEN, RING_SIZE, token_bytes
 
-__all__ = ["Storage", "Batch", "META_CF", "HINTS_CF", "AAE_CF", "FEED_CF_PREFIX", "keyspace_cf"]
+__all__ = ["Storage", "Batch", "META_CF", "HINTS_CF", "AAE_CF", "FEED_CF_PREFIX", "keyspace_cf", "read_counter"]
 
 META_CF = "_meta"
 HINTS_CF = "_hints"
@@ -44,6 +44,13 @@ FEED_CF_PREFIX = "fd."
 FEED_BLOCK_SIZE = 16 * 1024
 _TOP = b"\xff" * HASH_LEN
 _SUM_MOD = 1 << 64
+
+
+def read_counter(raw: Optional[bytes]) -> tuple[int, int]:
+    """``(count, sum)`` of a stored counter (see :meth:`Batch.add`); one stored before sums were kept has sum 0."""
+    if not raw:
+        return 0, 0
+    return int.from_bytes(raw[:8], "big", signed=True), int.from_bytes(raw[8:16], "big")
 
 
 def keyspace_cf(name: str) -> str:
@@ -68,39 +75,36 @@ def _rocks_errors(what: str):
 class Batch:
     """Writes applied atomically by :meth:`Storage.write`."""
 
-    __slots__ = ("_wb", "_storage", "count", "counters", "sums", "marks")
+    __slots__ = ("_wb", "_storage", "count", "counters", "marks")
 
     def __init__(self, storage: "Storage") -> None:
         self._storage = storage
         self._wb = WriteBatch(raw_mode=True)
         self.count = 0
-        #: ``(cf, key) -> delta`` of counters, resolved when the batch is written
-        self.counters: Optional[dict[tuple[str, bytes], int]] = None
-        #: ``(cf, key) -> delta`` of sums modulo 2**64, resolved likewise
-        self.sums: Optional[dict[tuple[str, bytes], int]] = None
+        #: ``(cf, key) -> [delta, term]`` of counters, resolved when the batch is written
+        self.counters: Optional[dict[tuple[str, bytes], list[int]]] = None
         #: keys a companion writer already added to this batch: a batch cannot be
         #: read back, so one that writes a key twice must remember it did
         self.marks: Optional[set[bytes]] = None
 
-    def add(self, cf: str, key: bytes, delta: int) -> None:
-        """Add ``delta`` to the counter at ``key`` (8-byte signed, never below 0) when the batch is written.
+    def add(self, cf: str, key: bytes, delta: int, term: int = 0) -> None:
+        """Add ``delta`` to the counter at ``key``, and ``term`` to the sum kept beside it, when the batch is written.
 
-        Counters are read and updated as the batch is written, under the
-        storage's lock: many changes to one counter in a batch, or in
-        batches written by several threads, all count, with one read each.
+        A counter is stored as 16 bytes: its count (signed, never below 0)
+        and a sum modulo 2**64 (say, of hashes of what is counted, so two
+        equal counts can be told to count the same things). Counters are
+        read and updated as the batch is written, under the storage's lock:
+        many changes to one counter in a batch, or in batches written by
+        several threads, all count, with one read each.
         """
         if self.counters is None:
             self.counters = {}
-        k = (cf, key)
-        self.counters[k] = self.counters.get(k, 0) + delta
-        self.count += 1
-
-    def add_sum(self, cf: str, key: bytes, delta: int) -> None:
-        """Add ``delta`` to the 8-byte unsigned sum at ``key``, modulo 2**64, when the batch is written (as :meth:`add`)."""
-        if self.sums is None:
-            self.sums = {}
-        k = (cf, key)
-        self.sums[k] = self.sums.get(k, 0) + delta
+        acc = self.counters.get((cf, key))
+        if acc is None:
+            self.counters[(cf, key)] = [delta, term]
+        else:
+            acc[0] += delta
+            acc[1] += term
         self.count += 1
 
     def put(self, cf: str, key: bytes, value: bytes) -> None:
@@ -238,18 +242,14 @@ class Storage:
         if batch.count == 0:
             return
         with _rocks_errors("write"):
-            if batch.counters or batch.sums:
+            if batch.counters:
                 with self._lock:
-                    for (cf, key), delta in (batch.counters or {}).items():
-                        raw = self.cf(cf).get(key)
-                        cur = int.from_bytes(raw, "big", signed=True) if raw else 0
-                        batch._wb.put(key, max(0, cur + delta).to_bytes(8, "big", signed=True), self._handle(cf))
-                    for (cf, key), delta in (batch.sums or {}).items():
-                        raw = self.cf(cf).get(key)
-                        cur = int.from_bytes(raw, "big") if raw else 0
-                        batch._wb.put(key, ((cur + delta) % _SUM_MOD).to_bytes(8, "big"), self._handle(cf))
+                    for (cf, key), (delta, term) in batch.counters.items():
+                        count, total = read_counter(self.cf(cf).get(key))
+                        value = max(0, count + delta).to_bytes(8, "big", signed=True) + ((total + term) % _SUM_MOD).to_bytes(8, "big")
+                        batch._wb.put(key, value, self._handle(cf))
                     self._db.write(batch._wb, self._wopts)
-                batch.counters = batch.sums = None
+                batch.counters = None
             else:
                 self._db.write(batch._wb, self._wopts)
         batch.count = 0

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 
-from ringkv.storage import META_CF, Storage
+from ringkv.storage import META_CF, Storage, read_counter
 
 
 def _value(storage: Storage, key: bytes) -> int:
-    raw = storage.get(META_CF, key)
-    return int.from_bytes(raw, "big", signed=True) if raw else 0
+    return read_counter(storage.get(META_CF, key))[0]
 
 
 def test_changes_in_one_batch_and_across_threads_all_count(tmp_path):
@@ -44,19 +43,21 @@ def test_changes_in_one_batch_and_across_threads_all_count(tmp_path):
         storage.close()
 
 
-def test_sums_wrap_modulo_2_64_and_return_to_zero_when_every_term_is_taken_back(tmp_path):
+def test_the_sum_beside_a_counter_wraps_modulo_2_64_and_returns_to_zero_when_every_term_is_taken_back(tmp_path):
     storage = Storage(str(tmp_path / "db"))
     try:
         terms = [2**64 - 5, 2**63 + 7, 12345]
         for t in terms:
             b = storage.batch()
-            b.add_sum(META_CF, b"s", t)
+            b.add(META_CF, b"c", 1, t)
             storage.write(b)
-        assert int.from_bytes(storage.get(META_CF, b"s"), "big") == sum(terms) % 2**64
+        assert read_counter(storage.get(META_CF, b"c")) == (3, sum(terms) % 2**64)
         b = storage.batch()
         for t in reversed(terms):  # taken back in another order, in one batch
-            b.add_sum(META_CF, b"s", -t)
+            b.add(META_CF, b"c", -1, -t)
         storage.write(b)
-        assert int.from_bytes(storage.get(META_CF, b"s"), "big") == 0
+        assert read_counter(storage.get(META_CF, b"c")) == (0, 0)
+        storage.put(META_CF, b"old", (7).to_bytes(8, "big", signed=True))  # a counter stored before sums were kept
+        assert read_counter(storage.get(META_CF, b"old")) == (7, 0)
     finally:
         storage.close()
