@@ -123,15 +123,18 @@ def sync_lww(a: Optional[DVVSet], b: Optional[DVVSet]) -> DVVSet:
     return DVVSet(join_clocks(a.clock, b.clock), winner)
 
 
-def _new_dot(local: Optional[DVVSet], context: Optional[Mapping[str, int]], actor: str) -> tuple[Mapping[str, int], Mapping[str, int], int]:
+def _new_dot(local: Optional[DVVSet], context: Optional[Mapping[str, int]], actor: str, floor: int = 0) -> tuple[Mapping[str, int], Mapping[str, int], int]:
     """``(local clock, effective context, new counter)`` of a write by ``actor``.
 
     The counter passes both what this replica and what the writer's context
-    saw of ``actor``, so a new dot is never one already handed out.
+    saw of ``actor``, and is at least ``floor``. A replica's own record can
+    forget dots it handed out (a tombstone purged here but not everywhere, a
+    range dropped after a move); with ``floor`` from a clock that only moves
+    forward (the node's HLC), a new dot is still never one handed out before.
     """
     clock = local.clock if local is not None else {}
     ctx = clock if context is None else context
-    return clock, ctx, max(clock.get(actor, 0), ctx.get(actor, 0)) + 1
+    return clock, ctx, max(clock.get(actor, 0) + 1, ctx.get(actor, 0) + 1, floor)
 
 
 def update(
@@ -140,13 +143,14 @@ def update(
     value: Optional[bytes],
     actor: str,
     ts: int,
+    floor: int = 0,
 ) -> DVVSet:
-    """A new write (``value=None`` deletes) coordinated by ``actor``.
+    """A new write (``value=None`` deletes) coordinated by ``actor``; its counter is at least ``floor``.
 
     With a context, exactly the entries that context covers are superseded;
     without one, everything the coordinating replica holds is.
     """
-    clock, ctx, counter = _new_dot(local, context, actor)
+    clock, ctx, counter = _new_dot(local, context, actor, floor)
     kept = [e for e in local.entries if ctx.get(e[0], 0) < e[1]] if local is not None else []
     kept.append((actor, counter, ts, value))
     new_clock = join_clocks(clock, ctx) if context is not None else dict(clock)
@@ -160,9 +164,10 @@ def update_lww(
     value: Optional[bytes],
     actor: str,
     ts: int,
+    floor: int = 0,
 ) -> DVVSet:
     """A last-writer-wins write: the result holds one entry, the latest by timestamp."""
-    clock, ctx, counter = _new_dot(local, context, actor)
+    clock, ctx, counter = _new_dot(local, context, actor, floor)
     new: Entry = (actor, counter, ts, value)
     entries = (local.entries if local is not None else []) + [new]
     new_clock = join_clocks(clock, ctx)

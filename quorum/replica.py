@@ -69,14 +69,17 @@ class LocalReplica:
         """Coordinate a new write (``value=None`` deletes) with this replica's dot."""
         storage = self.storage
         table = storage.cf(cf)
-        ts = self.hlc.now() if timestamp is None else timestamp
+        # the dot's counter is an HLC time: it stays above any this actor
+        # handed out for the key, even ones its record no longer shows
+        now = self.hlc.now()
+        ts = now if timestamp is None else timestamp
         with self._locks[skey[0] & _STRIPE_MASK]:
             raw = table.get(skey)
-            if raw is None and context is None:  # a new key: its first dot, nothing to merge
-                local, rec = None, DVVSet({self.actor: 1}, [(self.actor, 1, ts, value)])
+            if raw is None and context is None:  # a new key (or one forgotten here): nothing to merge
+                local, rec = None, DVVSet({self.actor: now}, [(self.actor, now, ts, value)])
             else:
                 local = decode_record(raw) if raw is not None else None
-                rec = (update_lww if lww else update)(local, context, value, self.actor, ts)
+                rec = (update_lww if lww else update)(local, context, value, self.actor, ts, now)
             if extra is None and not self.observers:
                 table.put(skey, encode_record(rec), storage.write_options)
                 if storage._sync_each:
