@@ -44,8 +44,8 @@ def test_the_checker_catches_a_store_that_drops_concurrent_writes(tmp_path, monk
 
     real = replica.update
 
-    def lossy(local, context, value, actor, ts):
-        rec = real(local, context, value, actor, ts)
+    def lossy(local, context, value, actor, ts, floor=0):
+        rec = real(local, context, value, actor, ts, floor)
         rec.entries = [e for e in rec.entries if e[0] == actor and e[1] == rec.clock[actor]]
         return rec
 
