@@ -194,6 +194,7 @@ class FeedAPI:
 
         Stops after ``timeout`` seconds without a new entry (None: never).
         """
+        _check_follow(poll, timeout)
         return self._follow(start if start is not None else _tail_id(self.last()), poll, timeout)
 
     def _follow(self, cursor: Optional[str], poll: float, timeout: Optional[float]) -> Iterator[Entry]:
@@ -210,6 +211,16 @@ class FeedAPI:
                 return
             else:
                 time.sleep(poll)  # polling interval of a tail -f, not a test wait
+
+
+def _check_follow(poll: object, timeout: object) -> None:
+    for name, value in (("poll", poll), ("timeout", timeout)):
+        if value is None and name == "timeout":
+            continue
+        if type(value) not in (int, float):
+            raise WrongType(f"{name} must be a number of seconds, not {type(value).__name__}")
+        if not 0 < value < 1e9:
+            raise BadRequest(f"{name} must be a positive number of seconds")
 
 
 def _cancel(pending: object) -> None:
@@ -290,6 +301,7 @@ class AsyncFeedAPI:
         return None
 
     async def afollow(self, start: Optional[str] = None, *, poll: float = 0.2, timeout: Optional[float] = None) -> AsyncIterator[Entry]:
+        _check_follow(poll, timeout)
         cursor = start if start is not None else _tail_id(await self.alast())
         loop = asyncio.get_running_loop()
         idle_since = loop.time()

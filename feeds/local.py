@@ -64,18 +64,21 @@ class EmbeddedFeed(FeedAPI, AsyncFeedAPI):
 
     def _get(self, entry_id: bytes, r: Optional[int]):
         table = self._table
+        as_optional_count(r, "r", table.info.n)
         rec = self._db._replica.read(table.cf, table.skey(feed_entry_key(self._feed, entry_id)))
         data = entry_data(rec)
         return data, self._neighbour(entry_id, True), self._neighbour(entry_id, False)
 
     def remove(self, entry_id: str, *, w: Optional[int] = None) -> None:
         table = self._table
+        as_optional_count(w, "w", table.info.n)
         key = feed_entry_key(self._feed, parse_id(entry_id))
         rec = self._db._replica.read(table.cf, table.skey(key))
         if entry_data(rec) is not None:
             self._write(table, key, None, rec.clock)
 
     def length(self, *, r: Optional[int] = None) -> int:
+        as_optional_count(r, "r", self._table.info.n)
         return self._store.length(self._table.info.name, self._feed)
 
     # async twins, inline

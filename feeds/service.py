@@ -66,7 +66,10 @@ AHEAD_TTL = 10.0
 
 def check_feed(feed: object) -> bytes:
     if isinstance(feed, str):
-        feed = feed.encode()
+        try:
+            feed = feed.encode()
+        except UnicodeEncodeError:
+            raise BadRequest("feed name is not valid unicode (a lone surrogate?)") from None
     if not isinstance(feed, bytes):
         raise WrongType(f"feed name must be str or bytes, not {type(feed).__name__}")
     if not 1 <= len(feed) <= MAX_FEED_NAME:

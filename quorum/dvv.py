@@ -184,6 +184,11 @@ def encode_context(clock: Mapping[str, int]) -> bytes:
     return msgpack.packb(flat, use_bin_type=True)
 
 
+#: Counters are HLC times (below 2**63); a context claiming more is forged,
+#: and storing it would leave the key's next dot unencodable.
+_MAX_COUNTER = 1 << 62
+
+
 def decode_context(ctx: object) -> dict[str, int]:
     """Parse a client-supplied context; ``BadRequest`` if it is not one of ours."""
     if not isinstance(ctx, (bytes, bytearray, memoryview)):
@@ -199,7 +204,7 @@ def decode_context(ctx: object) -> dict[str, int]:
     out: dict[str, int] = {}
     for i in range(0, len(flat), 2):
         actor, n = flat[i], flat[i + 1]
-        if not isinstance(actor, str) or type(n) is not int or n < 0:
+        if not isinstance(actor, str) or type(n) is not int or not 0 <= n < _MAX_COUNTER:
             raise BadRequest("context is not a ringkv causal context")
         out[actor] = n
     return out

@@ -191,7 +191,7 @@ class NodeServer:
             FeedReplicaLength: self._immediate(lambda m: self.feeds.replica_length(m)),
             FeedReplicaList: self._immediate(lambda m: self.feeds.replica_list(m)),
             StreamPull: self._immediate(lambda m: self.elastic.streamer.serve_pull(self.coordinator.table(m.table), m)),
-            StreamPush: self._immediate(lambda m: self.elastic.streamer.accept(self.coordinator.table(m.table), m.entries) and None),
+            StreamPush: self._immediate(lambda m: self._accept_push(m)),
         }
 
     # -- lifecycle -------------------------------------------------------
@@ -471,6 +471,9 @@ class NodeServer:
         if handler is None:
             raise BadRequest(f"{msg.TYPE} is not a request this node serves")
         return await handler(msg)
+
+    def _accept_push(self, msg: StreamPush) -> None:
+        self.elastic.streamer.accept(self.coordinator.table(msg.table), msg.entries)
 
     def _deadlined(self, fn):
         async def handler(msg):
