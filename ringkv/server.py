@@ -17,7 +17,7 @@ from typing import Optional
 import msgpack
 
 from ringkv.config import StoreOptions
-from ringkv.errors import BadRequest, NotFound, RingKVError, Unavailable
+from ringkv.errors import BadRequest, NotFound, RingKVError, Unavailable, WrongType
 from ringkv.gossip import (
     DOWN,
     GOSSIP_MESSAGES,
@@ -140,7 +140,20 @@ class NodeConfig:
             raise BadRequest("vnodes must be an int between 1 and 4096")
         if not isinstance(self.listen, str) or "://" not in self.listen:
             raise BadRequest(f"listen must be a ZeroMQ endpoint like tcp://127.0.0.1:7100, not {self.listen!r:.80}")
+        if isinstance(self.seeds, str):
+            raise WrongType("seeds must be a list of endpoints, not one string")
         object.__setattr__(self, "seeds", tuple(self.seeds))
+        for seed in self.seeds:
+            if not isinstance(seed, str) or "://" not in seed:
+                raise BadRequest(f"a seed must be a ZeroMQ endpoint like tcp://10.0.0.1:7100, not {seed!r:.80}")
+        if self.node_id is not None and (not isinstance(self.node_id, str) or not self.node_id):
+            raise WrongType(f"node_id must be a non-empty str, not {self.node_id!r:.80}")
+        for name in ("join_wait", "hint_interval", "request_timeout", "cleanup_interval"):
+            value = getattr(self, name)
+            if type(value) not in (int, float) or not 0 < value < 1e7:
+                raise BadRequest(f"{name} must be a positive number of seconds, not {value!r:.80}")
+        if type(self.max_message_size) is not int or self.max_message_size < 64 * 1024:
+            raise BadRequest("max_message_size must be an int of at least 65536 bytes")
 
 
 class NodeServer:

@@ -60,3 +60,16 @@ def test_a_feed_name_that_is_not_valid_unicode_is_a_bad_request(db):
     with pytest.raises(BadRequest):
         db.feed("\udc80").append(b"x")
     assert issubclass(BadRequest, RingKVError)
+
+
+@pytest.mark.parametrize("options, error", [
+    ({"node_id": 5}, WrongType),
+    ({"seeds": [5]}, BadRequest),
+    ({"seeds": ["not-an-endpoint"]}, BadRequest),
+    ({"request_timeout": "x"}, BadRequest),
+    ({"request_timeout": -1}, BadRequest),
+    ({"max_message_size": 10}, BadRequest),
+])
+def test_a_node_with_impossible_options_is_refused_before_it_starts(tmp_path, options, error):
+    with pytest.raises(error):
+        ringkv.Node(str(tmp_path / "n"), listen="tcp://127.0.0.1:0", **options)
