@@ -97,7 +97,7 @@ class HintStore:
         self._counts[target] = max(0, self._counts[target] - 1)
 
     def drop_target(self, target: str) -> None:
-        """Forget hints for a member that left the cluster for good."""
+        """Forget every hint for ``target`` undelivered (tools and tests; departed members' hints are rehomed instead)."""
         b = self.storage.batch()
         b.delete_range(HINTS_CF, *_bounds(target))
         self.storage.write(b)
