@@ -423,9 +423,9 @@ class Trees:
                 self._remove(b, tree, skey, raw, touched)
                 b.delete(cf, skey)
                 b.delete(AAE_CF, tomb_key(cf, skey))
+                n += 1
             self._put_segments(b, tree, touched)
             self.storage.write(b)
-            n += len(items)
             if len(items) < self.scan_chunk:
                 return n
             cursor = items[-1][0] + b"\x00"
