@@ -198,7 +198,12 @@ class FeedNames(Message):
 
 @message("feed.replica_scan")
 class FeedReplicaScan(Message):
-    """One replica's page; with ``digest`` only the page's digest comes back (a digest read)."""
+    """One replica's page; with ``digest`` only the page's digest comes back (a digest read).
+
+    ``tree``: the requester's hash-tree hash of the feed's segment, taken
+    with its own scan of the page. A replica whose hash is the same holds
+    the same records and answers ``same`` without scanning.
+    """
 
     keyspace: str
     feed: bytes
@@ -206,6 +211,7 @@ class FeedReplicaScan(Message):
     reverse: bool
     limit: int
     digest: bool = False
+    tree: bytes | None = None
 
 
 @message("feed.replica_page")
@@ -220,6 +226,8 @@ class FeedReplicaPage(Message):
     entries: list
     full: bool
     digest: int = 0
+    #: the replica's segment hash equals the requester's ``tree``: no scan was made
+    same: bool = False
 
     def check(self) -> None:
         check_pairs(self.entries, "feed.replica_page")

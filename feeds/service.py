@@ -46,7 +46,7 @@ from ringkv.quorum.dvv import DVVSet, encode_context
 from ringkv.quorum.messages import KvPut, ReplicaPut
 from ringkv.quorum.plan import merge_records
 from ringkv.quorum.scan import gather_replies
-from ringkv.quorum.tables import ENTRY_ID_LEN, FEEDS_SUFFIX, MAX_FEED_NAME, Table, feed_entry_key, split_feed_key
+from ringkv.quorum.tables import ENTRY_ID_LEN, FEEDS_SUFFIX, MAX_FEED_NAME, Table, feed_entry_key, feed_prefix, split_feed_key
 from ringkv.codec import decode_record
 from ringkv.wire import Message
 
@@ -116,10 +116,14 @@ class FeedService:
         self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
         #: iteration (FeedScan.session) -> its pages read ahead; least recently used first
         self._streams: dict[int, _Stream] = {}
+        #: ``(column family, storage key) -> hash of its hash-tree segment`` or None
+        #: (no complete tree): replicas that agree on it need not scan to compare pages
+        self.tree_hash: Callable[[str, bytes], Optional[int]] = lambda cf, skey: None
         coordinator.table_hooks[True] = store.length_extra
         coordinator.stats.setdefault("feed_scan_merges", 0)
         coordinator.stats.setdefault("feed_pages_ahead", 0)
         coordinator.stats.setdefault("feed_length_scans", 0)
+        coordinator.stats.setdefault("feed_tree_agreed", 0)
 
     def _table(self, keyspace: str) -> Table:
         return self.c.table(keyspace + FEEDS_SUFFIX)
@@ -296,9 +300,12 @@ class FeedService:
                            packed: bool = False) -> FeedPage | FeedPackedPage | None:
         """One replica's page if R-1 others' digests match it; None otherwise.
 
-        The page is built while the digests are on their way. ``packed``: it
-        may be a ``feed.packed_page`` (the requester sent a session, so it
-        knows that message).
+        The page is built while the digests are on their way. When this node
+        is the source, the request carries its hash-tree hash of the feed's
+        segment, read in the same step as its scan: a replica with the same
+        hash holds the same records and answers without scanning; others
+        digest the page. ``packed``: it may be a ``feed.packed_page`` (the
+        requester sent a session, so it knows that message).
         """
         view = self.c.view
         me = view.node_id
@@ -307,7 +314,8 @@ class FeedService:
             return None
         source = me if me in live else live[0]
         others = [n for n in live if n != source][: r - 1]
-        digest_req = dataclasses.replace(req, digest=True)
+        tree = self.tree_hash(table.cf, feed_prefix(feed)) if source == me and others else None
+        digest_req = dataclasses.replace(req, digest=True, tree=None if tree is None else tree.to_bytes(16, "big"))
         # half the budget at most: a replica that hangs here leaves time for the full read
         now = asyncio.get_running_loop().time()
         deadline = now + (deadline - now) / 2
@@ -328,9 +336,14 @@ class FeedService:
                 reply = await self.c._call(source, req, deadline)
                 rows, full, digest = reply.entries, reply.full, reply.digest  # type: ignore[attr-defined]
                 page = FeedPage(*page_of(rows, full, req.after))
+            agreed = 0
             for fut in futs:
-                if (await fut).digest != digest:  # type: ignore[attr-defined]
+                reply = await fut
+                if reply.same and tree is not None:  # type: ignore[attr-defined]
+                    agreed += 1
+                elif reply.digest != digest:  # type: ignore[attr-defined]
                     return None
+            self.c.stats["feed_tree_agreed"] += agreed
             return page
         except RingKVError:
             return None
@@ -428,6 +441,11 @@ class FeedService:
         return self.store.scan(table, check_feed(msg.feed), after, msg.reverse, limit)
 
     def replica_scan(self, msg: FeedReplicaScan) -> FeedReplicaPage:
+        if msg.digest and msg.tree is not None:
+            table = self._table(msg.keyspace)
+            mine = self.tree_hash(table.cf, feed_prefix(check_feed(msg.feed)))
+            if mine is not None and mine == int.from_bytes(msg.tree, "big"):
+                return FeedReplicaPage([], False, 0, True)
         rows, full = self._scan_rows(msg)
         if msg.digest:
             return FeedReplicaPage([], full, page_digest(rows))

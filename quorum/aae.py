@@ -321,6 +321,61 @@ class Trees:
         tree = self.tree(cf)
         return tree if tree.ready else None
 
+    def segment_hash(self, cf: str, skey: bytes) -> Optional[int]:
+        """The hash of the segment holding ``skey``, if ``cf``'s tree is complete; None otherwise.
+
+        Two replicas whose hashes of a segment agree hold the same records in
+        all of it, so a reader that has one's records needs nothing more from
+        the other. Writes update the tree in the batch that stores them, on
+        the event loop's thread: read between two calls into storage, the
+        hash describes exactly what a scan at that moment returns.
+        """
+        tree = self.trees.get(cf)
+        if tree is None or tree.cursor is not None or cf in self.stale:
+            return None
+        if not self.storage.has_cf(cf) or self.storage.cf(cf) is not tree.handle:
+            return None
+        return tree.leaf[tree.segment(skey)]
+
+    def expire(self) -> None:
+        """Queue every tree for a rebuild from storage; none vouches for its segments until rebuilt."""
+        self.stale.update(self.trees)
+        self.wake()
+
+    def resync(self, cf: str) -> None:
+        """After a batch failed to be written: make ``cf``'s tree match storage again.
+
+        The tree was updated in memory for records that never landed. Its
+        leaves are written in the same batch as the records, so the stored
+        leaves are right: reload them, or rebuild if they cannot be read.
+        """
+        tree = self.trees.get(cf)
+        if tree is None:
+            return
+        if tree.ready:
+            try:
+                prefix = _seg_prefix(cf)
+                n = len(prefix)
+                leaves = [(int.from_bytes(k[n:], "big"), int.from_bytes(v, "big")) for k, v in self.storage.scan(AAE_CF, prefix, _prefix_end(prefix))]
+            except Exception:  # storage failing reads too: start over once it works
+                log.warning("hash tree of %s could not be reloaded after a failed write: rebuilding", cf)
+            else:
+                tree.load(leaves)
+                tree.partial.clear()
+                return
+        tree.cursor = b""  # counts nothing until rebuilt; no reader trusts it meanwhile
+        tree.partial.clear()
+        self.stale.add(cf)
+        self.wake()
+
+    def _commit(self, batch: Batch, cf: str) -> None:
+        """Write a batch whose tree changes were already made in memory (undone from storage if it fails)."""
+        try:
+            self.storage.write(batch)
+        except BaseException:
+            self.resync(cf)
+            raise
+
     def forget(self, cf: str) -> None:
         """Drop the tree of a column family that was dropped."""
         if self.trees.pop(cf, None) is not None:
@@ -370,7 +425,7 @@ class Trees:
         self._remove(b, tree, skey, raw, touched)
         self._put_segments(b, tree, touched)
         b.delete(AAE_CF, tomb_key(cf, skey))
-        self.storage.write(b)
+        self._commit(b, cf)
 
     def forget_range(self, cf: str, lo: int, hi: int) -> int:
         """Delete every record whose hash is in ``[lo, hi)``, keeping the tree right.
@@ -397,7 +452,7 @@ class Trees:
             n += 1
         self._delete_span(b, cf, begin, end, top)
         self._put_segments(b, tree, touched)
-        self.storage.write(b)
+        self._commit(b, cf)
         return n
 
     async def drop_range(self, cf: str, lo: int, hi: int, keep: Optional[Callable[[bytes], bool]] = None) -> int:
@@ -425,7 +480,7 @@ class Trees:
                 b.delete(AAE_CF, tomb_key(cf, skey))
                 n += 1
             self._put_segments(b, tree, touched)
-            self.storage.write(b)
+            self._commit(b, cf)
             if len(items) < self.scan_chunk:
                 return n
             cursor = items[-1][0] + b"\x00"

@@ -41,6 +41,8 @@ class LocalReplica:
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
         #: Called for every record written through this replica; see :data:`Observer`.
         self.observers: list[Observer] = []
+        #: Called with the column family when a batch observers saw failed to be written.
+        self.write_failed: list[Callable[[str], None]] = []
 
     def _store(self, cf: str, skey: bytes, old_raw: Optional[bytes], new_raw: bytes, extra, old, new) -> None:
         batch = self.storage.batch()
@@ -49,7 +51,15 @@ class LocalReplica:
             extra(batch, old, new)
         for observe in self.observers:
             observe(batch, cf, skey, old_raw, new_raw)
-        self.storage.write(batch)
+        self._commit(batch, cf)
+
+    def _commit(self, batch: Batch, cf: str) -> None:
+        try:
+            self.storage.write(batch)
+        except BaseException:
+            for failed in self.write_failed:
+                failed(cf)  # observers counted records that did not land
+            raise
 
     def read(self, cf: str, skey: bytes) -> Optional[DVVSet]:
         raw = self.storage.cf(cf).get(skey)
@@ -156,5 +166,5 @@ class LocalReplica:
                     for observe in observers:
                         observe(batch, cf, skey, old_raw, new_raw)
         finally:
-            storage.write(batch)  # also on error: observers already counted what the batch holds
+            self._commit(batch, cf)  # also on error: observers already counted what the batch holds
         return changed

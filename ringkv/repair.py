@@ -111,6 +111,12 @@ class RepairConfig:
     keys_per_second: float = 0.0
     #: Seconds to wait for one peer request.
     request_timeout: float = 10.0
+    #: Seconds between rebuilds of every hash tree from the records stored
+    #: (jittered like ``interval``; 0: never). The write path keeps the trees
+    #: current; a rebuild also finds records lost behind its back (a damaged
+    #: or partly restored data directory), which anti-entropy and reads that
+    #: trust equal trees would otherwise never see.
+    tree_rebuild: float = 7 * 24 * 3600.0
     #: Tombstones examined per GC batch.
     gc_batch: int = 256
 
@@ -125,8 +131,8 @@ class RepairConfig:
         s = self.segments
         if type(s) is not int or s < 2 or s > 1 << 24 or s & (s - 1):
             raise BadRequest("segments must be a power of two between 2 and 2**24")
-        if self.interval < 0 or self.tombstone_grace < 0 or self.keys_per_second < 0 or not 0 <= self.jitter < 1:
-            raise BadRequest("interval and tombstone_grace must be >= 0, jitter in [0, 1)")
+        if self.interval < 0 or self.tombstone_grace < 0 or self.keys_per_second < 0 or self.tree_rebuild < 0 or not 0 <= self.jitter < 1:
+            raise BadRequest("interval, tombstone_grace, keys_per_second and tree_rebuild must be >= 0, jitter in [0, 1)")
         for name in ("scan_chunk", "page_keys", "max_inflight", "gc_batch"):
             v = getattr(self, name)
             if type(v) is not int or not 1 <= v <= MAX_KEYS:
@@ -170,6 +176,7 @@ class RepairService:
         s = self.s
         self.trees.open()
         s.coordinator.replica.observers.append(self.trees.observe)
+        s.coordinator.replica.write_failed.append(self.trees.resync)
         s._handlers.update(
             {
                 AaeHashes: self._on_hashes,
@@ -181,6 +188,7 @@ class RepairService:
         )
         s._tasks.append(asyncio.ensure_future(self._rebuilder()))
         s._tasks.append(asyncio.ensure_future(self._periodic()))
+        s._tasks.append(asyncio.ensure_future(self._expire_trees()))
 
     # -- deletions by other components ------------------------------------------
 
@@ -199,6 +207,15 @@ class RepairService:
             await self._wake.wait()
             self._wake.clear()
             await self.trees.rebuild_stale()
+
+    async def _expire_trees(self) -> None:
+        cfg = self.config
+        if cfg.tree_rebuild <= 0:
+            return
+        while True:
+            await asyncio.sleep(cfg.tree_rebuild * self._rng.uniform(1 - cfg.jitter, 1 + cfg.jitter))  # periodic timer
+            self.trees.expire()
+            self._wake.set()
 
     async def _periodic(self) -> None:
         cfg = self.config

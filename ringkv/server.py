@@ -267,6 +267,7 @@ class NodeServer:
         self.feeds = FeedService(self.coordinator, FeedStore(storage), EntryIds(self.node_id, replica.hlc), self.transport.request,
                                  getattr(self.transport, "flush", lambda: None))
         self.repair = install_repair(self)
+        self.feeds.tree_hash = self.repair.trees.segment_hash
         self.elastic = Elastic(self)
         self._rebuild_ring()
         self._tasks.append(asyncio.ensure_future(self._gossip_loop()))

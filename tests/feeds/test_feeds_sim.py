@@ -137,9 +137,20 @@ def test_appends_and_removes_under_partitions_converge_to_one_order(tmp_path, se
     assert all(v == views[0] for v in views), f"seed={seed}: replicas disagree"
 
 
-def test_agreeing_replicas_are_read_by_digest_and_a_stale_one_is_merged_and_repaired(tmp_path):
-    """A page is served from one replica's bytes when the others' digests match;
-    a replica missing entries forces a full merge that returns them and repairs it."""
+def _feed_source(cluster, feed: bytes):
+    """The server that serves ``feed``'s pages (its first replica) and its column family's name."""
+    first = cluster.servers[0].ring.preference_list(feed, 3)[0]
+    return next(s for s in cluster.servers if s.node_id == first), "fd.default"
+
+
+def _stats(cluster, name: str) -> int:
+    return sum(s.coordinator.stats[name] for s in cluster.servers)
+
+
+def test_agreeing_replicas_are_read_by_tree_and_a_stale_one_is_merged_and_repaired(tmp_path):
+    """A page is served from one replica's bytes when the others' hash trees
+    agree on the feed's segment (no second scan); a replica missing entries
+    forces a full merge that returns them and repairs it."""
     from ringkv.feeds.ids import parse_id
     from ringkv.quorum.tables import feed_prefix
 
@@ -150,32 +161,72 @@ def test_agreeing_replicas_are_read_by_digest_and_a_stale_one_is_merged_and_repa
             feed = client.feed("digest")
             for i in range(600):
                 await feed.aappend(b"e%d" % i)
+            server, cf = _feed_source(cluster, b"digest")
+            scans = []
+            for s in cluster.servers:
+                if s is not server:
+                    s.feeds._scan_rows = (lambda f: lambda msg: scans.append(1) or f(msg))(s.feeds._scan_rows)
             ids = await _all_ids(feed)
-            merges = lambda: sum(s.coordinator.stats["feed_scan_merges"] for s in cluster.servers)  # noqa: E731
-            clean = merges()
-            # the coordinator of the feed (its first replica) loses 40 entries' records
-            ring = cluster.servers[0].ring
-            first = ring.preference_list(b"digest", 3)[0]
-            server = next(s for s in cluster.servers if s.node_id == first)
-            cf = server.storage.cf("fd.default")
+            clean = (_stats(cluster, "feed_scan_merges"), _stats(cluster, "feed_tree_agreed"), len(scans))
+            # the feed's first replica loses 40 entries the way a purge or a range drop
+            # loses records: through its hash tree, which then differs from the others'
             lost = ids[100:140]
             for eid in lost:
-                cf.delete(feed_prefix(b"digest") + parse_id(eid))
+                skey = feed_prefix(b"digest") + parse_id(eid)
+                server.repair.trees.delete_record(cf, skey, server.storage.get(cf, skey))
             again = await _all_ids(feed)
-            after_merge = merges()
+            after_merge = _stats(cluster, "feed_scan_merges")
+            agreed = _stats(cluster, "feed_tree_agreed")
             third = await _all_ids(feed)
-            local = [(k, v) for k, v in server.storage.scan("fd.default", feed_prefix(b"digest"), feed_prefix(b"digest") + b"\xff" * 17)]
-            return ids, clean, again, after_merge, third, merges(), len(local)
+            local = list(server.storage.scan(cf, feed_prefix(b"digest"), feed_prefix(b"digest") + b"\xff" * 17))
+            return ids, clean, again, after_merge, agreed, third, _stats(cluster, "feed_scan_merges"), _stats(cluster, "feed_tree_agreed"), len(local)
         finally:
             await cluster.stop()
 
-    ids, clean, again, after_merge, third, final_merges, local = run_virtual(main())
+    ids, clean, again, after_merge, agreed, third, final_merges, final_agreed, local = run_virtual(main())
     assert len(ids) == 600 and ids == sorted(ids)
-    assert clean == 0, "agreeing replicas should need no merge"
+    merges, tree_agreed, replica_scans = clean
+    assert merges == 0, "agreeing replicas should need no merge"
+    assert tree_agreed > 0 and replica_scans == 0, "equal trees spare the second replica its scan"
     assert again == ids, "entries one replica lost must come from the other"
     assert after_merge > 0
     assert local == 600, "the stale replica is read-repaired"
-    assert third == ids and final_merges == after_merge, "once repaired, pages agree by digest again"
+    assert third == ids and final_merges == after_merge, "once repaired, pages agree again"
+    assert final_agreed > agreed, "once repaired, the trees agree again"
+
+
+def test_records_lost_behind_the_trees_back_are_found_once_the_trees_are_rebuilt(tmp_path):
+    """Entries deleted straight from a replica's RocksDB (a damaged or partly
+    restored directory) leave its tree unchanged; the periodic tree rebuild
+    makes the trees differ, and the next read merges and repairs them."""
+    from ringkv.feeds.ids import parse_id
+    from ringkv.quorum.tables import feed_prefix
+    from ringkv.repair import RepairConfig
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=12, repair=RepairConfig(interval=0, tree_rebuild=30.0)).start()
+        try:
+            client = await cluster.client(0)
+            feed = client.feed("rot")
+            for i in range(300):
+                await feed.aappend(b"e%d" % i)
+            ids = await _all_ids(feed)
+            server, cf = _feed_source(cluster, b"rot")
+            for eid in ids[50:80]:
+                server.storage.cf(cf).delete(feed_prefix(b"rot") + parse_id(eid))
+            await cluster.run_for(60)  # past a tree rebuild on every node
+            merges = _stats(cluster, "feed_scan_merges")
+            again = await _all_ids(feed)
+            local = list(server.storage.scan(cf, feed_prefix(b"rot"), feed_prefix(b"rot") + b"\xff" * 17))
+            return ids, merges, again, _stats(cluster, "feed_scan_merges"), len(local)
+        finally:
+            await cluster.stop()
+
+    ids, merges_before, again, merges_after, local = run_virtual(main())
+    assert len(ids) == 300
+    assert again == ids
+    assert merges_after > merges_before
+    assert local == 300
 
 
 def test_one_writers_appends_keep_their_order_across_coordinators_with_skewed_clocks(tmp_path):

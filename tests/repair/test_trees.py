@@ -207,3 +207,52 @@ def test_level_geometry():
     assert level_bits(10) == [5, 10]
     assert level_bits(16) == [5, 10, 15, 16]
     assert level_bits(3) == [3]
+
+
+def test_a_write_that_fails_leaves_the_tree_equal_to_storage(tmp_path):
+    """A batch the tree counted but storage refused must not stay in the tree:
+    readers trust equal segment hashes to mean equal records."""
+    import pytest
+
+    from ringkv.errors import Unavailable
+
+    storage, trees, replica, clock = _open(str(tmp_path / "d"))
+    asyncio.run(trees.rebuild_stale())
+    replica.write_failed.append(trees.resync)
+    _random_ops(random.Random(5), replica, 200)
+    real_write = storage.write
+    failures = iter([True, False])
+
+    def flaky(batch, sync=None):
+        if next(failures, False):
+            raise Unavailable("write: disk full")
+        real_write(batch, sync)
+
+    storage.write = flaky
+    skey = b"\x42" * 8 + b"lost"
+    with pytest.raises(Unavailable):
+        replica.write("fd.a", skey, b"never stored")
+    assert storage.get("fd.a", skey) is None
+    assert trees.segment_hash("fd.a", skey) == trees.recompute("fd.a")[trees.tree("fd.a").segment(skey)]
+    _check(trees)
+    # a failure on the trees' own writes (a purge) is undone the same way
+    victim, raw = next(iter(storage.scan("ks.a")))
+    failures = iter([True])
+    with pytest.raises(Unavailable):
+        trees.delete_record("ks.a", victim, raw)
+    assert storage.get("ks.a", victim) == raw
+    _check(trees)
+    storage.write = real_write
+    storage.close()
+
+
+def test_segment_hash_is_given_only_by_a_complete_tree(tmp_path):
+    storage, trees, replica, clock = _open(str(tmp_path / "d"))
+    skey = b"\x10" * 8 + b"k"
+    assert trees.segment_hash("fd.a", skey) is None, "a tree being built vouches for nothing"
+    asyncio.run(trees.rebuild_stale())
+    assert trees.segment_hash("fd.a", skey) == 0
+    replica.write("fd.a", skey, b"v")
+    assert trees.segment_hash("fd.a", skey) == trees.recompute("fd.a")[trees.tree("fd.a").segment(skey)] != 0
+    assert trees.segment_hash("fd.nope", skey) is None
+    storage.close()
