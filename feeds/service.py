@@ -139,7 +139,8 @@ class FeedService:
         if len(msg.data) > self.c.max_value_size:
             raise TooLarge(f"entry is {len(msg.data)} bytes; the limit is {self.c.max_value_size}")
         view = self.c.view
-        preferred = view.walk(feed)[: table.info.n]
+        walk = view.walk(feed)
+        preferred = walk[: table.info.n]
         if view.node_id not in preferred and not msg.forwarded:
             fwd = dataclasses.replace(msg, forwarded=True)
             for node in preferred:
@@ -159,7 +160,7 @@ class FeedService:
             if rid:
                 self._recent[rid] = entry_id
         # the same request id again re-sends the same record (no second entry, no new dot)
-        await self.c.put(KvPut(table.wire_name, feed_entry_key(feed, entry_id), msg.data, None, msg.w, None, rid and "feed:" + rid, True), deadline)
+        await self.c.put(KvPut(table.wire_name, feed_entry_key(feed, entry_id), msg.data, None, msg.w, None, rid and "feed:" + rid, True), deadline, walk=walk)
         return FeedAppended(entry_id, table.info.n)
 
     async def remove(self, msg: FeedRemove, deadline: float) -> None:

@@ -46,6 +46,8 @@ def _chain(extras: list) -> Extra:
     return run
 
 log = logging.getLogger("ringkv.quorum")
+#: Tables remembered by name (a client naming endless unknown keyspaces never gets here).
+_MAX_TABLES = 1024
 
 Request = Callable[[str, Message, float], Awaitable[Message]]
 
@@ -93,6 +95,8 @@ class Coordinator:
         self.table_hooks: dict[bool, Callable[[Table, bytes], Extra]] = {}
         #: A write's copies to one replica travel with the others of the same loop turn.
         self.batcher = ReplicaBatcher(self._request_future, view.addr, self.stats)
+        #: wire name -> its Table, valid while the catalog returns the same KeyspaceInfo
+        self._tables: dict[str, Table] = {}
 
     # -- helpers ---------------------------------------------------------
 
@@ -142,10 +146,20 @@ class Coordinator:
     # -- writes ----------------------------------------------------------
 
     def table(self, name: str) -> Table:
-        return resolve_table(name, self.view.keyspace)
+        table = self._tables.get(name)
+        if table is not None and self.view.keyspace(table.info.name) is table.info:
+            return table  # a dropped keyspace raises there; a changed one is resolved anew
+        table = resolve_table(name, self.view.keyspace)
+        if len(self._tables) >= _MAX_TABLES:
+            self._tables.clear()
+        self._tables[name] = table
+        return table
 
-    async def put(self, req: KvPut, deadline: float, *, extra: Extra = None) -> KvDone:
-        """Coordinate a write; ``extra`` adds companion writes to the local batch."""
+    async def put(self, req: KvPut, deadline: float, *, extra: Extra = None, walk: Optional[list[str]] = None) -> KvDone:
+        """Coordinate a write; ``extra`` adds companion writes to the local batch.
+
+        ``walk``: the ring walk from the key's place, if the caller has it.
+        """
         table = self.table(req.keyspace)
         info = table.info
         self._check_key(req.key)
@@ -155,7 +169,8 @@ class Coordinator:
         ctx = None if req.context is None else decode_context(req.context)
         if req.timestamp is not None and not table.lww:
             raise BadRequest("timestamp= is only meaningful in lww keyspaces")
-        walk = self.view.walk(table.place(req.key))
+        if walk is None:
+            walk = self.view.walk(table.place(req.key))
         me = self.view.node_id
         preferred = walk[: info.n]
         if me not in preferred and not req.forwarded:

@@ -44,6 +44,8 @@ FEED_CF_PREFIX = "fd."
 FEED_BLOCK_SIZE = 16 * 1024
 _TOP = b"\xff" * HASH_LEN
 _SUM_MOD = 1 << 64
+#: Counter values the storage keeps in memory (one per feed a node holds, usually far fewer).
+_MAX_COUNTERS = 100_000
 
 
 def read_counter(raw: Optional[bytes]) -> tuple[int, int]:
@@ -75,7 +77,7 @@ def _rocks_errors(what: str):
 class Batch:
     """Writes applied atomically by :meth:`Storage.write`."""
 
-    __slots__ = ("_wb", "_storage", "count", "counters", "marks")
+    __slots__ = ("_wb", "_storage", "count", "counters", "marks", "clears")
 
     def __init__(self, storage: "Storage") -> None:
         self._storage = storage
@@ -86,6 +88,8 @@ class Batch:
         #: keys a companion writer already added to this batch: a batch cannot be
         #: read back, so one that writes a key twice must remember it did
         self.marks: Optional[set[bytes]] = None
+        #: deletes in META_CF: counters may go, so the storage forgets the values it keeps
+        self.clears = False
 
     def add(self, cf: str, key: bytes, delta: int, term: int = 0) -> None:
         """Add ``delta`` to the counter at ``key``, and ``term`` to the sum kept beside it, when the batch is written.
@@ -114,10 +118,14 @@ class Batch:
     def delete(self, cf: str, key: bytes) -> None:
         self._wb.delete(key, self._storage._handle(cf))
         self.count += 1
+        if cf == META_CF:
+            self.clears = True
 
     def delete_range(self, cf: str, begin: bytes, end: bytes) -> None:
         self._wb.delete_range(begin, end, self._storage._handle(cf))
         self.count += 1
+        if cf == META_CF:
+            self.clears = True
 
 
 class Storage:
@@ -160,6 +168,9 @@ class Storage:
         self._sync_lock = threading.Lock()
         #: WAL fsyncs done (each covers every write before it).
         self.wal_syncs = 0
+        #: ``(cf, key) -> (count, sum)`` of counters as last written (see :meth:`Batch.add`): an
+        #: update costs no read. Only batches change counters; deletes in META_CF clear it.
+        self._counters: dict[tuple[str, bytes], tuple[int, int]] = {}
         self._closed = False
 
     def _cf_options(self, name: str = "default") -> Options:
@@ -225,12 +236,22 @@ class Storage:
 
     def put(self, cf: str, key: bytes, value: bytes) -> None:
         with _rocks_errors("write"):
-            self.cf(cf).put(key, value, self._wopts)
+            if cf == META_CF:
+                with self._lock:
+                    self._counters.pop((cf, key), None)
+                    self.cf(cf).put(key, value, self._wopts)
+            else:
+                self.cf(cf).put(key, value, self._wopts)
         self.durable()
 
     def delete(self, cf: str, key: bytes) -> None:
         with _rocks_errors("delete"):
-            self.cf(cf).delete(key, self._wopts)
+            if cf == META_CF:
+                with self._lock:
+                    self._counters.pop((cf, key), None)
+                    self.cf(cf).delete(key, self._wopts)
+            else:
+                self.cf(cf).delete(key, self._wopts)
         self.durable()
 
     def batch(self) -> Batch:
@@ -244,12 +265,25 @@ class Storage:
         with _rocks_errors("write"):
             if batch.counters:
                 with self._lock:
-                    for (cf, key), (delta, term) in batch.counters.items():
-                        count, total = read_counter(self.cf(cf).get(key))
-                        value = max(0, count + delta).to_bytes(8, "big", signed=True) + ((total + term) % _SUM_MOD).to_bytes(8, "big")
-                        batch._wb.put(key, value, self._handle(cf))
+                    known = self._counters
+                    if batch.clears:
+                        known.clear()
+                    new = []
+                    for ck, (delta, term) in batch.counters.items():
+                        cur = known.get(ck)
+                        count, total = read_counter(self.cf(ck[0]).get(ck[1])) if cur is None else cur
+                        cur = (max(0, count + delta), (total + term) % _SUM_MOD)
+                        batch._wb.put(ck[1], cur[0].to_bytes(8, "big", signed=True) + cur[1].to_bytes(8, "big"), self._handle(ck[0]))
+                        new.append((ck, cur))
                     self._db.write(batch._wb, self._wopts)
+                    if len(known) + len(new) > _MAX_COUNTERS:
+                        known.clear()
+                    known.update(new)
                 batch.counters = None
+            elif batch.clears:
+                with self._lock:
+                    self._counters.clear()
+                    self._db.write(batch._wb, self._wopts)
             else:
                 self._db.write(batch._wb, self._wopts)
         batch.count = 0

@@ -61,3 +61,34 @@ def test_the_sum_beside_a_counter_wraps_modulo_2_64_and_returns_to_zero_when_eve
         assert read_counter(storage.get(META_CF, b"old")) == (7, 0)
     finally:
         storage.close()
+
+
+def test_a_counter_deleted_or_overwritten_outside_a_batch_add_starts_from_what_is_stored(tmp_path):
+    """Counter updates skip the read by remembering what they wrote; a delete
+    (dropping a feed's length) or a direct write must not leave that stale."""
+    storage = Storage(str(tmp_path / "db"))
+    try:
+        def add(n: int) -> None:
+            b = storage.batch()
+            b.add(META_CF, b"c", n, n)
+            storage.write(b)
+
+        add(5)
+        b = storage.batch()
+        b.delete(META_CF, b"c")
+        storage.write(b)
+        add(1)
+        assert read_counter(storage.get(META_CF, b"c")) == (1, 1)
+        b = storage.batch()
+        b.delete_range(META_CF, b"a", b"d")
+        storage.write(b)
+        add(2)
+        assert read_counter(storage.get(META_CF, b"c")) == (2, 2)
+        storage.put(META_CF, b"c", (40).to_bytes(8, "big", signed=True) + (0).to_bytes(8, "big"))
+        add(2)
+        assert read_counter(storage.get(META_CF, b"c")) == (42, 2)
+        storage.delete(META_CF, b"c")
+        add(3)
+        assert read_counter(storage.get(META_CF, b"c")) == (3, 3)
+    finally:
+        storage.close()
