@@ -17,7 +17,7 @@ import signal
 import sys
 
 import ringkv
-from ringkv.allocator import tune_allocator
+from ringkv.runtime import tune_process
 from ringkv.cli import exits
 from ringkv.cli.target import ENV_DATA_DIR
 
@@ -88,7 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.join_wait <= 3600:
         raise exits.UsageError("--join-wait must be in (0, 3600] seconds")
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format=LOG_FORMAT)
-    tune_allocator()
+    tune_process()
     extra = {}
     if args.replace:
         extra["replace"] = args.replace
