@@ -11,7 +11,7 @@ timestamp even across skewed machines.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 __all__ = ["HLC", "LOGICAL_BITS", "to_millis", "from_millis"]
 
@@ -37,14 +37,24 @@ def _wall_ms() -> int:
 
 
 class HLC:
-    """A hybrid logical clock; ``physical`` returns wall-clock milliseconds."""
+    """A hybrid logical clock; ``physical`` returns wall-clock milliseconds.
 
-    __slots__ = ("_last", "_physical", "max_drift_ms")
+    ``floor`` and ``extend`` make it never run backwards across restarts,
+    whatever the wall clock does: the clock starts above ``floor`` (a
+    ceiling a previous run recorded), and before it hands out a timestamp
+    above its current ceiling it calls ``extend(ts)``, which records a new
+    ceiling above ``ts`` and returns it.
+    """
 
-    def __init__(self, physical: Callable[[], int] = _wall_ms, max_drift_ms: int = DEFAULT_MAX_DRIFT_MS) -> None:
+    __slots__ = ("_last", "_physical", "max_drift_ms", "_ceiling", "_extend")
+
+    def __init__(self, physical: Callable[[], int] = _wall_ms, max_drift_ms: int = DEFAULT_MAX_DRIFT_MS, *,
+                 floor: int = 0, extend: Optional[Callable[[int], int]] = None) -> None:
         self._physical = physical
-        self._last = 0
+        self._last = floor
         self.max_drift_ms = max_drift_ms
+        self._extend = extend
+        self._ceiling = floor if extend is not None else 1 << 64
 
     @property
     def last(self) -> int:
@@ -56,6 +66,8 @@ class HLC:
         wall = self._physical() << LOGICAL_BITS
         last = self._last
         ts = wall if wall > last else last + 1
+        if ts > self._ceiling:
+            self._ceiling = self._extend(ts)  # type: ignore[misc]  # set whenever the ceiling is finite
         self._last = ts
         return ts
 

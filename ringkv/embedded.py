@@ -18,7 +18,7 @@ from ringkv.codec import decode_parts, decode_record
 from ringkv.config import StoreOptions
 from ringkv.errors import AlreadyExists, BadRequest, ClosedError, KeyspaceNotFound, RingKVError, Unavailable, WrongType
 from ringkv.hashing import hash64_bytes, user_key
-from ringkv.identity import Identity, mark_clean_shutdown, open_identity
+from ringkv.identity import Identity, mark_clean_shutdown, open_identity, persistent_clock
 from ringkv.keys import as_key, as_optional_count, as_value, check_timestamp
 from ringkv.keyspaces import DEFAULT_KEYSPACE, KeyspaceInfo, check_name
 from ringkv.quorum.dvv import decode_context
@@ -140,7 +140,7 @@ class Database(DatabaseAPI):
         except BaseException:
             self._storage.close()
             raise
-        self._replica = LocalReplica(self._storage, self.identity.actor)
+        self._replica = LocalReplica(self._storage, self.identity.actor, persistent_clock(self._storage))
         self._feed_store = FeedStore(self._storage)
         self._feed_ids = EntryIds(self.identity.node_id, self._replica.hlc)
         self._max_key = self.options.max_key_size

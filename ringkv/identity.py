@@ -6,22 +6,36 @@ shutdown (crash, ``kill -9``): writes coordinated after such a restart (or
 from a wiped directory reusing the node id) use a new actor id
 (``node_id.epoch``), so a replica that lost unsynced writes can never hand
 out a dot it had already used — the fix for Riak's kv679 lost-update bug.
+
+The directory also keeps a ceiling for its hybrid logical clock
+(:func:`persistent_clock`), so that clock never runs backwards across a
+restart, even when the wall clock was set back meanwhile: dot counters and
+feed entry ids, both taken from it, never repeat.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass
 
 from ringkv.errors import BadRequest
+from ringkv.quorum.hlc import HLC, from_millis
 from ringkv.storage import Storage
 
-__all__ = ["Identity", "open_identity", "mark_clean_shutdown", "new_node_id"]
+__all__ = ["Identity", "open_identity", "mark_clean_shutdown", "new_node_id", "persistent_clock", "HLC_LEASE"]
+
+log = logging.getLogger("ringkv.identity")
 
 _NODE_ID = b"node_id"
 _EPOCH = b"epoch"
 _CLEAN = b"clean_shutdown"
+_HLC_CEILING = b"hlc_ceiling"
+#: How far past the latest timestamp the recorded ceiling is set: one synced
+#: write per this much clock time, and after a restart the clock starts at
+#: most this far ahead of the wall clock.
+HLC_LEASE = from_millis(2_000)
 
 
 def new_node_id() -> str:
@@ -76,3 +90,23 @@ def open_identity(storage: Storage, node_id: str | None = None) -> Identity:
 
 def mark_clean_shutdown(storage: Storage) -> None:
     storage.meta_put(_CLEAN, b"1")
+
+
+def persistent_clock(storage: Storage) -> HLC:
+    """The directory's hybrid logical clock: it starts above every timestamp a previous run handed out."""
+    raw = storage.meta_get(_HLC_CEILING)
+    floor = 0
+    if raw is not None:
+        try:
+            floor = int(raw)
+        except ValueError:
+            log.warning("the stored clock ceiling of %s is unreadable; the clock starts from the wall clock", storage.path)
+
+    def extend(ts: int) -> int:
+        ceiling = ts + HLC_LEASE
+        # as durable as the writes it stamps: synced when they are (a crash of the
+        # process keeps it either way; after a power cut the actor changes anyway)
+        storage.meta_put(_HLC_CEILING, str(ceiling).encode(), sync=storage.options.fsync)
+        return ceiling
+
+    return HLC(floor=floor, extend=extend)

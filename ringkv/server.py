@@ -47,7 +47,7 @@ from ringkv.feeds.messages import (
 )
 from ringkv.feeds.service import FeedService
 from ringkv.feeds.store import FeedStore
-from ringkv.identity import mark_clean_shutdown, open_identity
+from ringkv.identity import mark_clean_shutdown, open_identity, persistent_clock
 from ringkv.keyspaces import KeyspaceInfo
 from ringkv.node_messages import (
     ClusterView,
@@ -245,7 +245,7 @@ class NodeServer:
                 tokens, phase = remembered, "joining"
                 storage.meta_put(_TOKENS, msgpack.packb(tokens))
                 storage.meta_put(_PHASE, b"joining")
-        replica = LocalReplica(storage, ident.actor)
+        replica = LocalReplica(storage, ident.actor, persistent_clock(storage))
         self.hints = HintStore(storage)
         self.catalog = Catalog(self)
         self.gossip = GossipNode(
