@@ -32,7 +32,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from ringkv.codec import decode_record
 from ringkv.errors import BadRequest, RingKVError, Unavailable, WrongType
@@ -187,8 +187,8 @@ class RepairService:
             }
         )
         s._tasks.append(asyncio.ensure_future(self._rebuilder()))
-        s._tasks.append(asyncio.ensure_future(self._periodic()))
-        s._tasks.append(asyncio.ensure_future(self._expire_trees()))
+        s._tasks.append(asyncio.ensure_future(self._every(self.config.interval, self._periodic_pass)))
+        s._tasks.append(asyncio.ensure_future(self._every(self.config.tree_rebuild, self._expire_trees)))
 
     # -- deletions by other components ------------------------------------------
 
@@ -208,27 +208,25 @@ class RepairService:
             self._wake.clear()
             await self.trees.rebuild_stale()
 
-    async def _expire_trees(self) -> None:
-        cfg = self.config
-        if cfg.tree_rebuild <= 0:
+    async def _every(self, period: float, action: Callable[[], Awaitable[None]]) -> None:
+        """Run ``action`` every ``period`` seconds (jittered); never when ``period`` is 0."""
+        if period <= 0:
             return
+        jitter = self.config.jitter
         while True:
-            await asyncio.sleep(cfg.tree_rebuild * self._rng.uniform(1 - cfg.jitter, 1 + cfg.jitter))  # periodic timer
-            self.trees.expire()
-            self._wake.set()
+            await asyncio.sleep(period * self._rng.uniform(1 - jitter, 1 + jitter))  # periodic timer
+            await action()
 
-    async def _periodic(self) -> None:
-        cfg = self.config
-        if cfg.interval <= 0:
-            return
-        while True:
-            await asyncio.sleep(cfg.interval * self._rng.uniform(1 - cfg.jitter, 1 + cfg.jitter))  # periodic timer
-            try:
-                await self.run_pass(all_peers=False)
-            except RingKVError as exc:
-                log.info("anti-entropy pass failed: %s", exc)
-            except Exception:  # a bug must not end anti-entropy for good
-                log.exception("anti-entropy pass failed")
+    async def _expire_trees(self) -> None:
+        self.trees.expire()  # the rebuilder wakes and rebuilds them from the records
+
+    async def _periodic_pass(self) -> None:
+        try:
+            await self.run_pass(all_peers=False)
+        except RingKVError as exc:
+            log.info("anti-entropy pass failed: %s", exc)
+        except Exception:  # a bug must not end anti-entropy for good
+            log.exception("anti-entropy pass failed")
 
     # -- passes ----------------------------------------------------------------
 
