@@ -139,8 +139,8 @@ class FeedService:
         if len(msg.data) > self.c.max_value_size:
             raise TooLarge(f"entry is {len(msg.data)} bytes; the limit is {self.c.max_value_size}")
         view = self.c.view
-        walk = view.walk(feed)
-        preferred = walk[: table.info.n]
+        walk: Optional[list[str]] = view.walk(feed)
+        preferred = walk[: table.info.n]  # type: ignore[index]
         if view.node_id not in preferred and not msg.forwarded:
             fwd = dataclasses.replace(msg, forwarded=True)
             for node in preferred:
@@ -151,6 +151,7 @@ class FeedService:
                         raise
                     except Unavailable:
                         continue
+            walk = None  # the forwarding waited: the ring may have changed meanwhile
         rid = msg.request_id
         entry_id = self._recent.get(rid) if rid else None
         if entry_id is None:
@@ -316,6 +317,7 @@ class FeedService:
         source = me if me in live else live[0]
         others = [n for n in live if n != source][: r - 1]
         tree = self.tree_hash(table.cf, feed_prefix(feed)) if source == me and others else None
+        tree = tree or None  # 0: an empty segment, cheap to digest; never vouched for by a tree
         digest_req = dataclasses.replace(req, digest=True, tree=None if tree is None else tree.to_bytes(16, "big"))
         # half the budget at most: a replica that hangs here leaves time for the full read
         now = asyncio.get_running_loop().time()
@@ -445,7 +447,7 @@ class FeedService:
         if msg.digest and msg.tree is not None:
             table = self._table(msg.keyspace)
             mine = self.tree_hash(table.cf, feed_prefix(check_feed(msg.feed)))
-            if mine is not None and mine == int.from_bytes(msg.tree, "big"):
+            if mine and mine == int.from_bytes(msg.tree, "big"):
                 return FeedReplicaPage([], False, 0, True)
         rows, full = self._scan_rows(msg)
         if msg.digest:

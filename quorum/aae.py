@@ -326,7 +326,8 @@ class Trees:
 
         Two replicas whose hashes of a segment agree hold the same records in
         all of it, so a reader that has one's records needs nothing more from
-        the other. Writes update the tree in the batch that stores them, on
+        the other. An empty segment (or leaves lost) hashes 0: a reader should
+        not rely on that one, which costs nothing to scan anyway. Writes update the tree in the batch that stores them, on
         the event loop's thread: read between two calls into storage, the
         hash describes exactly what a scan at that moment returns.
         """
@@ -363,8 +364,9 @@ class Trees:
                 tree.load(leaves)
                 tree.partial.clear()
                 return
-        tree.cursor = b""  # counts nothing until rebuilt; no reader trusts it meanwhile
-        tree.partial.clear()
+        # A new tree that counts nothing until rebuilt (no reader trusts it meanwhile);
+        # a rebuild of the old one that is under way sees it replaced and stops.
+        self.trees[cf] = HashTree(cf, self.bits, tree.handle)
         self.stale.add(cf)
         self.wake()
 
@@ -528,11 +530,12 @@ class Trees:
                 elif have is not None:
                     b.delete(AAE_CF, tk)
             if len(items) < chunk:
-                # the scan reached the end: the tree is complete from here on
-                tree.cursor = None
+                # the scan reached the end: the tree is complete once its leaves are stored
+                # (no write can come in between; a failed write leaves it incomplete)
                 self._put_segments(b, tree, (s for s, h in enumerate(tree.leaf) if h))
                 b.put(AAE_CF, _header_key(cf), self._header)
                 storage.write(b)
+                tree.cursor = None
                 break
             storage.write(b)
             tree.cursor = items[-1][0] + b"\x00"

@@ -10,6 +10,7 @@ timestamp even across skewed machines.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Optional
 
@@ -46,7 +47,7 @@ class HLC:
     ceiling above ``ts`` and returns it.
     """
 
-    __slots__ = ("_last", "_physical", "max_drift_ms", "_ceiling", "_extend")
+    __slots__ = ("_last", "_physical", "max_drift_ms", "_ceiling", "_extend", "_lock")
 
     def __init__(self, physical: Callable[[], int] = _wall_ms, max_drift_ms: int = DEFAULT_MAX_DRIFT_MS, *,
                  floor: int = 0, extend: Optional[Callable[[int], int]] = None) -> None:
@@ -55,6 +56,8 @@ class HLC:
         self.max_drift_ms = max_drift_ms
         self._extend = extend
         self._ceiling = floor if extend is not None else 1 << 64
+        #: an embedded database is used from threads: one ceiling recorded at a time
+        self._lock = threading.Lock()
 
     @property
     def last(self) -> int:
@@ -62,14 +65,33 @@ class HLC:
         return self._last
 
     def now(self) -> int:
-        """A new timestamp, greater than every earlier one of this clock."""
+        """A new timestamp, greater than every earlier one of this clock.
+
+        Not locked (a lock would cost half of the call): two threads calling
+        at once may get equal timestamps. Recording a ceiling is locked, so
+        ceilings are recorded in order and nothing above one is handed out
+        before it is recorded.
+        """
         wall = self._physical() << LOGICAL_BITS
         last = self._last
         ts = wall if wall > last else last + 1
         if ts > self._ceiling:
-            self._ceiling = self._extend(ts)  # type: ignore[misc]  # set whenever the ceiling is finite
+            with self._lock:
+                if ts > self._ceiling:
+                    self._ceiling = self._extend(ts)  # type: ignore[misc]  # set whenever the ceiling is finite
         self._last = ts
         return ts
+
+    def settle(self) -> int:
+        """Lower the ceiling to the latest timestamp and return it: what a clean stop records.
+
+        A clock that recorded nothing more starts from there the next time,
+        not a lease ahead of the wall clock.
+        """
+        with self._lock:
+            if self._extend is not None:
+                self._ceiling = self._last
+            return self._last
 
     def observe(self, remote: int) -> int:
         """Account for a timestamp seen from a peer; returns a new local timestamp.

@@ -232,7 +232,7 @@ class Database(DatabaseAPI):
             if self._storage.closed:
                 return
             self._storage.flush()
-            mark_clean_shutdown(self._storage)
+            mark_clean_shutdown(self._storage, self._replica.hlc)
             self._storage.close()
 
     def __del__(self) -> None:

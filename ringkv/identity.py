@@ -19,6 +19,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 from ringkv.errors import BadRequest
 from ringkv.quorum.hlc import HLC, from_millis
@@ -88,7 +89,10 @@ def open_identity(storage: Storage, node_id: str | None = None) -> Identity:
     return Identity(node_id, epoch)
 
 
-def mark_clean_shutdown(storage: Storage) -> None:
+def mark_clean_shutdown(storage: Storage, clock: Optional[HLC] = None) -> None:
+    """Record a clean stop (the next start keeps the actor) and ``clock``'s latest timestamp as its ceiling."""
+    if clock is not None:
+        storage.meta_put(_HLC_CEILING, str(clock.settle()).encode())
     storage.meta_put(_CLEAN, b"1")
 
 

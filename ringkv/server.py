@@ -378,7 +378,7 @@ class NodeServer:
             if clean:
                 with contextlib.suppress(RingKVError):
                     self.storage.flush()
-                    mark_clean_shutdown(self.storage)
+                    mark_clean_shutdown(self.storage, self.coordinator.replica.hlc if self.coordinator is not None else None)
             self.storage.close()
 
     async def wait_stopped(self) -> None:

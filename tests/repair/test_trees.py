@@ -256,3 +256,71 @@ def test_segment_hash_is_given_only_by_a_complete_tree(tmp_path):
     assert trees.segment_hash("fd.a", skey) == trees.recompute("fd.a")[trees.tree("fd.a").segment(skey)] != 0
     assert trees.segment_hash("fd.nope", skey) is None
     storage.close()
+
+
+def test_a_write_that_fails_during_a_rebuild_leaves_no_wrong_tree_behind(tmp_path):
+    """The rebuild under way stops, a fresh one starts: no tree with leaves
+    counted twice is ever marked complete or stored."""
+    import pytest
+
+    from ringkv.errors import Unavailable
+    from ringkv.quorum.aae import _header_key
+
+    storage, trees, replica, clock = _open(str(tmp_path / "d"))
+    replica.write_failed.append(trees.resync)
+    asyncio.run(trees.rebuild_stale())
+    _random_ops(random.Random(5), replica, 300)
+
+    async def main() -> None:
+        trees.expire()
+        rebuilding = asyncio.ensure_future(trees.rebuild("fd.a"))
+        for _ in range(5):
+            await asyncio.sleep(0)  # a few chunks scanned
+        assert trees.trees["fd.a"].cursor, "the rebuild is under way"
+        real = storage.write
+
+        def refuse(batch, sync=None):
+            raise Unavailable("write: disk full")
+
+        storage.write = refuse
+        with pytest.raises(Unavailable):
+            replica.write("fd.a", b"\x00" * 8 + b"below the cursor", b"v")
+        storage.write = real
+        await rebuilding
+        assert trees.get("fd.a") is None or trees.get("fd.a").leaf == trees.recompute("fd.a")
+        if storage.get(AAE_CF, _header_key("fd.a")) is not None:
+            assert trees.stored("fd.a") == trees.recompute("fd.a")
+        await trees.rebuild_stale()
+
+    asyncio.run(main())
+    _check(trees)
+    storage.close()
+
+
+def test_a_rebuild_whose_last_write_fails_is_not_complete(tmp_path):
+    """Its leaves never reached storage: trusting the tree would later reload
+    empty leaves (a segment that hashes like an empty one)."""
+    from ringkv.errors import Unavailable
+
+    storage, trees, replica, clock = _open(str(tmp_path / "d"))
+    asyncio.run(trees.rebuild_stale())
+    _random_ops(random.Random(5), replica, 300)
+    real = storage.write
+    armed = [True]
+
+    def fail_the_header(batch, sync=None):
+        if armed[0] and batch.count > 3:  # the rebuild's last batch: leaves and header
+            armed[0] = False
+            raise Unavailable("write: disk full")
+        real(batch, sync)
+
+    storage.write = fail_the_header
+    trees.stale.add("fd.a")
+    asyncio.run(trees.rebuild_stale())
+    storage.write = real
+    assert not armed[0]
+    assert trees.get("fd.a") is None and trees.segment_hash("fd.a", next(iter(storage.scan("fd.a")))[0]) is None
+    trees.expire()  # the weekly rebuild (or a restart) completes it
+    asyncio.run(trees.rebuild_stale())
+    _check(trees)
+    storage.close()
