@@ -88,7 +88,7 @@ class Batch:
         #: keys a companion writer already added to this batch: a batch cannot be
         #: read back, so one that writes a key twice must remember it did
         self.marks: Optional[set[bytes]] = None
-        #: deletes in META_CF: counters may go, so the storage forgets the values it keeps
+        #: writes to META_CF other than counters: the storage forgets the counter values it keeps
         self.clears = False
 
     def add(self, cf: str, key: bytes, delta: int, term: int = 0) -> None:
@@ -114,6 +114,8 @@ class Batch:
     def put(self, cf: str, key: bytes, value: bytes) -> None:
         self._wb.put(key, value, self._storage._handle(cf))
         self.count += 1
+        if cf == META_CF:
+            self.clears = True
 
     def delete(self, cf: str, key: bytes) -> None:
         self._wb.delete(key, self._storage._handle(cf))
@@ -169,7 +171,7 @@ class Storage:
         #: WAL fsyncs done (each covers every write before it).
         self.wal_syncs = 0
         #: ``(cf, key) -> (count, sum)`` of counters as last written (see :meth:`Batch.add`): an
-        #: update costs no read. Only batches change counters; deletes in META_CF clear it.
+        #: update costs no read. Any other write to META_CF clears it (they are rare).
         self._counters: dict[tuple[str, bytes], tuple[int, int]] = {}
         self._closed = False
 

@@ -90,5 +90,8 @@ def test_a_counter_deleted_or_overwritten_outside_a_batch_add_starts_from_what_i
         storage.delete(META_CF, b"c")
         add(3)
         assert read_counter(storage.get(META_CF, b"c")) == (3, 3)
+        storage.meta_put(b"c", (10).to_bytes(8, "big", signed=True) + (0).to_bytes(8, "big"))
+        add(1)
+        assert read_counter(storage.get(META_CF, b"c")) == (11, 1)
     finally:
         storage.close()
