@@ -17,7 +17,7 @@ import signal
 import sys
 
 import ringkv
-from ringkv.runtime import tune_process
+from ringkv import runtime
 from ringkv.cli import exits
 from ringkv.cli.target import ENV_DATA_DIR
 
@@ -88,7 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.join_wait <= 3600:
         raise exits.UsageError("--join-wait must be in (0, 3600] seconds")
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format=LOG_FORMAT)
-    tune_process()
+    runtime.tune_process()
     extra = {}
     if args.replace:
         extra["replace"] = args.replace
@@ -97,7 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.fsync:
         extra["fsync"] = True
     node = ringkv.Node(data_dir, listen=args.listen, seeds=args.seed, node_id=args.node_id, vnodes=args.vnodes, join_wait=args.join_wait, **extra)
-    return asyncio.run(serve(node))
+    return runtime.run(serve(node))
 
 
 async def serve(node: ringkv.Node) -> int:

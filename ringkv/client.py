@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Awaitable, Iterable, Iterator, Optional, 
 
 from cachetools import LRUCache
 
+from ringkv import runtime
 from ringkv.api import DatabaseAPI, KeyspaceAPI
 from ringkv.errors import BadRequest, ClosedError, QuorumError, RingKVError, Timeout, Unavailable, WrongType
 from ringkv.keys import as_key, as_value
@@ -355,7 +356,7 @@ class _Runner:
     def __init__(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
         self._thread: Optional[threading.Thread] = None
         if loop is None:
-            loop = asyncio.new_event_loop()
+            loop = runtime.new_event_loop()
             self._thread = threading.Thread(target=loop.run_forever, name="ringkv-client", daemon=True)
             self._thread.start()
         self.loop = loop
