@@ -80,7 +80,9 @@ class Pager:
 
     def __init__(self, start: Optional[str], reverse: bool, limit: Optional[int]) -> None:
         self.after = None if start is None else parse_id(start)
-        self.reverse = bool(reverse)
+        if type(reverse) is not bool:
+            raise WrongType(f"reverse must be a bool, not {type(reverse).__name__}")
+        self.reverse = reverse
         self.left = check_limit(limit)
         self.done = self.left == 0
         self.size = FIRST_PAGE

@@ -62,6 +62,22 @@ def test_a_feed_name_that_is_not_valid_unicode_is_a_bad_request(db):
     assert issubclass(BadRequest, RingKVError)
 
 
+@pytest.mark.parametrize("reverse", ["yes", 1, None, "false"])
+def test_reverse_must_be_a_bool(db, reverse):
+    """A string like "false" must not read as true: a typed error, not the wrong order."""
+    feed = db.feed("f")
+    feed.append(b"a")
+    with pytest.raises(WrongType):
+        list(feed.iterate(reverse=reverse))
+
+    async def main():
+        return [e async for e in feed.aiterate(reverse=reverse)]
+
+    with pytest.raises(WrongType):
+        asyncio.run(main())
+    assert [e.data for e in feed.iterate(reverse=True)] == [b"a"]
+
+
 @pytest.mark.parametrize("options, error", [
     ({"node_id": 5}, WrongType),
     ({"seeds": [5]}, BadRequest),
