@@ -40,9 +40,22 @@ class Message:
     _checks: ClassVar[tuple] = ()
     #: fields without a default: a body may leave off the fields after these (a peer that predates them)
     _required: ClassVar[int] = 0
+    #: defaults of the fields after those: a body leaves off the trailing ones its
+    #: message does not change, so a peer that predates them still reads it
+    _defaults: ClassVar[tuple] = ()
 
     def to_body(self) -> list:
-        return [getattr(self, f) for f in self.__dataclass_fields__]  # type: ignore[attr-defined]
+        body = [getattr(self, f) for f in self.__dataclass_fields__]  # type: ignore[attr-defined]
+        defaults = self._defaults
+        if defaults:
+            n = len(body)
+            k = len(defaults)
+            while k and body[n - 1] == defaults[k - 1] and type(body[n - 1]) is type(defaults[k - 1]):
+                n -= 1
+                k -= 1
+            if n < len(body):
+                del body[n:]
+        return body
 
     @classmethod
     def from_body(cls: type[M], body: Any) -> M:
@@ -101,6 +114,9 @@ def message(type_name: str):
         fields = dataclasses.fields(cls)
         cls._checks = tuple(_field_check(f.name, hints[f.name]) for f in fields)
         cls._required = sum(1 for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        trailing = fields[cls._required:]
+        if all(f.default is not dataclasses.MISSING for f in trailing):  # not for default_factory fields
+            cls._defaults = tuple(f.default for f in trailing)
         if type_name in _REGISTRY:
             raise ValueError(f"duplicate wire message type {type_name!r}")
         _REGISTRY[type_name] = cls
