@@ -31,6 +31,10 @@ from ringkv.wire import Message
 __all__ = ["Coordinator", "ClusterView"]
 
 
+def _result(merged: DVVSet) -> KvResult:
+    return KvResult(merged.values, encode_context(merged.clock), merged.timestamp)
+
+
 def _chain(extras: list) -> Extra:
     """One ``extra`` hook running several (``None`` entries skipped)."""
     hooks = [e for e in extras if e is not None]
@@ -160,6 +164,14 @@ class Coordinator:
 
         ``walk``: the ring walk from the key's place, if the caller has it.
         """
+        return await self.put_future(req, deadline, extra=extra, walk=walk)
+
+    def put_future(self, req: KvPut, deadline: float, *, extra: Extra = None, walk: Optional[list[str]] = None) -> asyncio.Future:
+        """:meth:`put` as a future: bad input raises here, the quorum's outcome arrives later.
+
+        No coroutine or Task per write: the replicas' answers settle it from
+        their callbacks (the server answers ``kv.put`` straight from it).
+        """
         table = self.table(req.keyspace)
         info = table.info
         self._check_key(req.key)
@@ -173,19 +185,29 @@ class Coordinator:
             walk = self.view.walk(table.place(req.key))
         me = self.view.node_id
         preferred = walk[: info.n]
-        if me not in preferred and not req.forwarded:
-            fwd = dataclasses.replace(req, forwarded=True)
-            for node in preferred:
-                if self.view.is_alive(node):
-                    try:
-                        self.stats["forwarded"] += 1
-                        return await self._call(node, fwd, deadline)  # type: ignore[return-value]
-                    except QuorumError:
-                        raise
-                    except Unavailable:
-                        continue  # not delivered: another replica may coordinate
-                    # A Timeout propagates: the write may have been applied there, and
-                    # coordinating it again elsewhere would make it a second version.
+        if me not in preferred and not req.forwarded and any(self.view.is_alive(n) for n in preferred):
+            return asyncio.ensure_future(self._forward_put(table, req, ctx, extra, walk, w, deadline))
+        return self._write_local(table, req, ctx, extra, walk, w, deadline)
+
+    async def _forward_put(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str], w: int, deadline: float) -> KvDone:
+        """Not a replica of the key: a live replica coordinates it (or, none answering, we hold it)."""
+        fwd = dataclasses.replace(req, forwarded=True)
+        for node in walk[: table.info.n]:
+            if self.view.is_alive(node):
+                try:
+                    self.stats["forwarded"] += 1
+                    return await self._call(node, fwd, deadline)  # type: ignore[return-value]
+                except QuorumError:
+                    raise
+                except Unavailable:
+                    continue  # not delivered: another replica may coordinate
+                # A Timeout propagates: the write may have been applied there, and
+                # coordinating it again elsewhere would make it a second version.
+        return await self._write_local(table, req, ctx, extra, walk, w, deadline)
+
+    def _write_local(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str], w: int, deadline: float) -> asyncio.Future:
+        me = self.view.node_id
+        preferred = walk[: table.info.n]
         rec = self._recent.get(req.request_id) if req.request_id else None
         if rec is None:
             hint_for = None
@@ -196,7 +218,7 @@ class Coordinator:
             rec = self.replica.write(table.cf, table.skey(req.key), req.value, ctx, lww=table.lww, timestamp=ts, extra=_chain(extras))
             if req.request_id:
                 self._recent[req.request_id] = rec
-        return await self._replicate(table, req.key, rec, walk, w, deadline)
+        return self._replicate(table, req.key, rec, walk, w, deadline)
 
     def _hold_hint(self, table: Table, key: bytes, owner: str) -> bool:
         """Remember that ``owner`` lacks our copy of ``key``; hinted handoff delivers it later. False: nothing to hold."""
@@ -224,9 +246,12 @@ class Coordinator:
 
         return extra
 
-    async def _replicate(self, table: Table, key: bytes, rec: DVVSet, walk: list[str], w: int, deadline: float) -> KvDone:
+    def _replicate(self, table: Table, key: bytes, rec: DVVSet, walk: list[str], w: int, deadline: float) -> asyncio.Future:
+        """Send our record to the other replicas; the future is :class:`KvDone` once W acked, else QuorumError."""
         info = table.info
         me = self.view.node_id
+        loop = asyncio.get_running_loop()
+        out = loop.create_future()
         raw = encode_record(rec)
         targets = write_targets(walk, info.n, me, self.view.is_alive)
         used = {me, *(t for t, _ in targets), *walk[: info.n]}
@@ -239,10 +264,52 @@ class Coordinator:
         tally = Tally(max(w, min(w + len(owners_to_be), len(targets) + 1)), len(targets) + 1)
         tally.success(me)
         pending: dict[asyncio.Future, tuple[str, Optional[str]]] = {}
+        timer: list[Optional[asyncio.TimerHandle]] = [None]
+
+        def settle() -> None:
+            """Answer once: W met, or no way left to meet it (failures, or the deadline)."""
+            if timer[0] is not None:
+                timer[0].cancel()
+            if tally.met:
+                out.set_result(KvDone(len(tally.ok)))
+            else:
+                out.set_exception(QuorumError(acks=len(tally.ok), required=tally.required, failed=tally.failed + [n for n, _ in pending.values()]))
+            for fut, (node, hint_for) in pending.items():  # late answers arrive on their own
+                if not tally.met:
+                    fut.cancel()
+                fut.add_done_callback(self._late_ack(table, key, hint_for or node))
+            pending.clear()
+
+        def answered(fut: asyncio.Future) -> None:
+            if out.done():
+                return  # settled: _late_ack has it
+            node, hint_for = pending.pop(fut)
+            if not fut.cancelled() and fut.exception() is None:
+                tally.success(node)
+            else:
+                # A failed replica: hand its copy to the next live fallback, with a hint,
+                # or keep the hint ourselves when there is no fallback.
+                owner = hint_for or node
+                fb = next_fallback(walk, info.n, used, self.view.is_alive)
+                if fb is not None and self._remaining(deadline) > 0:
+                    used.add(fb)
+                    launch(fb, owner)
+                    tally.expected += 1
+                    tally.failure(node)
+                elif self._hold_hint(table, key, owner) and owner in owners_to_be and tally.required > w:
+                    # a future owner (joining) gets it by hinted handoff: no ack needed
+                    # from it, but never fewer than W acks
+                    tally.required -= 1
+                    tally.expected -= 1
+                else:
+                    tally.failure(node)
+            if tally.met or not pending:
+                settle()
 
         def launch(node: str, hint_for: Optional[str]) -> None:
             fut = self.batcher.request(node, ReplicaPut(table.wire_name, key, raw, hint_for), deadline)
             pending[fut] = (node, hint_for)
+            fut.add_done_callback(answered)
 
         for node, hint_for in targets:
             if node == me:
@@ -250,101 +317,93 @@ class Coordinator:
                 tally.expected -= 1
             else:
                 launch(node, hint_for)
-        answered = False
-        try:
-            while pending and not tally.met:
-                done, _ = await asyncio.wait(pending, timeout=max(0.0, self._remaining(deadline)), return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    break
-                for fut in done:
-                    node, hint_for = pending.pop(fut)
-                    if fut.exception() is None:
-                        tally.success(node)
-                        continue
-                    # A failed replica: hand its copy to the next live fallback, with a hint,
-                    # or keep the hint ourselves when there is no fallback.
-                    owner = hint_for or node
-                    fb = next_fallback(walk, info.n, used, self.view.is_alive)
-                    if fb is not None and self._remaining(deadline) > 0:
-                        used.add(fb)
-                        launch(fb, owner)
-                        tally.expected += 1
-                    elif self._hold_hint(table, key, owner) and owner in owners_to_be and tally.required > w:
-                        # a future owner (joining) gets it by hinted handoff: no ack needed
-                        # from it, but never fewer than W acks
-                        tally.required -= 1
-                        tally.expected -= 1
-                        continue
-                    tally.failure(node)
-            if tally.met:
-                answered = True
-                return KvDone(len(tally.ok))
-            raise QuorumError(acks=len(tally.ok), required=tally.required, failed=tally.failed + [n for n, _ in pending.values()])
-        finally:
-            for fut, (node, hint_for) in pending.items():  # late answers arrive on their own
-                if not answered:
-                    fut.cancel()
-                fut.add_done_callback(self._late_ack(table, key, hint_for or node))
+        if tally.met or not pending:
+            settle()
+        else:
+            timer[0] = loop.call_at(deadline, lambda: out.done() or settle())
+        return out
 
     # -- reads -----------------------------------------------------------
 
     async def get(self, req: KvGet, deadline: float) -> KvResult:
-        merged = await self.read(self.table(req.keyspace), req.key, req.r, deadline)
-        return KvResult(merged.values, encode_context(merged.clock), merged.timestamp)
+        return await self.get_future(req, deadline)
+
+    def get_future(self, req: KvGet, deadline: float) -> asyncio.Future:
+        """:meth:`get` as a future (the server answers ``kv.get`` straight from it)."""
+        return self.read_future(self.table(req.keyspace), req.key, req.r, deadline, _result)
 
     async def read(self, table: Table, key: bytes, r: Optional[int], deadline: float) -> DVVSet:
         """Quorum read of one record: merged from R replicas, stale ones repaired after."""
+        return await self.read_future(table, key, r, deadline)
+
+    def read_future(self, table: Table, key: bytes, r: Optional[int], deadline: float, shape: Optional[Callable[[DVVSet], object]] = None) -> asyncio.Future:
+        """:meth:`read` as a future of the merged record, or of ``shape(merged)``.
+
+        Bad input raises here. Every preferred replica is asked; the future is
+        settled by the R-th answer, from the replies' callbacks (no Task, no
+        ``asyncio.wait``), and read repair waits for the slower ones.
+        """
         info = table.info
         self._check_key(key)
         r = as_optional_count(r, "r", info.n) or info.r
         preferred = self.view.walk(table.place(key))[: info.n]
         me = self.view.node_id
+        loop = asyncio.get_running_loop()
+        out = loop.create_future()
         tally = Tally(r, len(preferred))
         records: dict[str, Optional[DVVSet]] = {}
         pending: dict[asyncio.Future, str] = {}
-        for node in preferred:
-            if node == me:
-                records[me] = self.replica.read(table.cf, table.skey(key))
-                tally.success(me)
-            elif self.view.is_alive(node):
-                pending[self.batcher.request(node, ReplicaRead(table.wire_name, key), deadline)] = node
+        timer: list[Optional[asyncio.TimerHandle]] = [None]
+
+        def settle() -> None:
+            if timer[0] is not None:
+                timer[0].cancel()
+            if not tally.met:
+                for fut in pending:
+                    fut.cancel()
+                out.set_exception(QuorumError(acks=len(tally.ok), required=r, failed=tally.failed + list(pending.values())))
+                return
+            merged = merge_records(records.values(), table.lww)
+            try:
+                out.set_result(merged if shape is None else shape(merged))
+            finally:
+                if not pending:  # the slower replicas' answers still count for read repair: judge once all are in
+                    self._check_repair(table, key, records, merged)
+
+        def answered(fut: asyncio.Future) -> None:
+            node = pending.pop(fut)
+            if not fut.cancelled() and fut.exception() is None:
+                try:
+                    raw = fut.result().record  # type: ignore[union-attr]
+                    records[node] = decode_record(raw) if raw is not None else None
+                    tally.success(node)
+                except RingKVError:
+                    tally.failure(node)
             else:
                 tally.failure(node)
-
-        def collect(done) -> None:
-            for fut in done:
-                node = pending.pop(fut)
-                exc = fut.exception()
-                if exc is None:
-                    try:
-                        raw = fut.result().record  # type: ignore[union-attr]
-                        records[node] = decode_record(raw) if raw is not None else None
-                        tally.success(node)
-                        continue
-                    except RingKVError:
-                        pass
-                tally.failure(node)
-
-        while pending and not tally.met and not tally.impossible:
-            done, _ = await asyncio.wait(pending, timeout=max(0.0, self._remaining(deadline)), return_when=asyncio.FIRST_COMPLETED)
-            if not done:
-                break
-            collect(done)
-        if not tally.met:
-            for fut in pending:
-                fut.cancel()
-            raise QuorumError(acks=len(tally.ok), required=r, failed=tally.failed + list(pending.values()))
-        merged = merge_records(records.values(), table.lww)
-        if pending:
-            # the slower replicas' answers still count for read repair: judge once all are in
-            def late(_: object) -> None:
-                collect([f for f in list(pending) if f.done()])
+            if not out.done():
+                if tally.met or tally.impossible or not pending:
+                    settle()
+            elif not pending and tally.met:
                 self._check_repair(table, key, records)
 
-            asyncio.gather(*pending, return_exceptions=True).add_done_callback(late)
+        if me in preferred:  # first: a storage error raises before anything is sent
+            records[me] = self.replica.read(table.cf, table.skey(key))
+            tally.success(me)
+        for node in preferred:
+            if node == me:
+                continue
+            if self.view.is_alive(node):
+                fut = self.batcher.request(node, ReplicaRead(table.wire_name, key), deadline)
+                pending[fut] = node
+                fut.add_done_callback(answered)
+            else:
+                tally.failure(node)
+        if tally.met or tally.impossible or not pending:
+            settle()
         else:
-            self._check_repair(table, key, records, merged)
-        return merged
+            timer[0] = loop.call_at(deadline, lambda: out.done() or settle())
+        return out
 
     def _check_repair(self, table: Table, key: bytes, records: dict, merged: Optional[DVVSet] = None) -> None:
         merged = merged if merged is not None else merge_records(records.values(), table.lww)

@@ -19,7 +19,7 @@ from ringkv import wire
 from ringkv.envelope import DEFAULT_MAX_SIZE, ERROR, REPLY, REQUEST, Codec
 from ringkv.errors import RingKVError, to_wire
 
-__all__ = ["Ack", "TransportStats", "call_local", "current_deadline"]
+__all__ = ["Ack", "FastHandler", "TransportStats", "answer_now", "call_local", "current_deadline"]
 
 log = logging.getLogger("ringkv.transport")
 
@@ -118,6 +118,90 @@ def error_part(codec: Codec, rid: int, exc: BaseException) -> bytes:
     return codec.part(ERROR, rid, code, None, body)
 
 
+class FastHandler:
+    """A transport handler whose ``answer_now`` serves some requests without a coroutine.
+
+    Calling it is the general path: ``handle(peer, msg)`` (a coroutine).
+    ``answer_now(peer, msg, deadline)`` returns a reply, a future of one, or
+    NotImplemented for messages it leaves to the general path.
+    """
+
+    __slots__ = ("handle", "answer_now")
+
+    def __init__(
+        self,
+        handle: Callable[[bytes, wire.Message], Awaitable["wire.Message | None"]],
+        answer_now: Callable[[bytes, wire.Message, "float | None"], Any],
+    ) -> None:
+        self.handle = handle
+        self.answer_now = answer_now
+
+    def __call__(self, peer: bytes, msg: wire.Message) -> Awaitable["wire.Message | None"]:
+        return self.handle(peer, msg)
+
+
+def reply_part(codec: Codec, rid: int, result: "wire.Message | None") -> bytes:
+    """The REPLY envelope for a handler's result (None: :class:`Ack`)."""
+    if result is None:
+        result = Ack()
+    elif not isinstance(result, wire.Message):
+        raise TypeError(f"handler returned {type(result).__name__}, not a Message")
+    return codec.part(REPLY, rid, result.TYPE, None, codec.pack_body(result.to_body()))
+
+
+def failure_part(codec: Codec, rid: int, exc: BaseException, msg: wire.Message, stats: TransportStats) -> bytes:
+    """The ERROR envelope for a failed handler; a bug (not a RingKVError) is also logged."""
+    stats.errors += 1
+    if not isinstance(exc, RingKVError):
+        log.error("handler failed on %s", msg.TYPE, exc_info=exc)
+    return error_part(codec, rid, exc)
+
+
+def answer_now(
+    fast: Callable[[bytes, wire.Message, "float | None"], Any],
+    peer: bytes,
+    rid: int,
+    msg: wire.Message,
+    deadline: float | None,
+    codec: Codec,
+    stats: TransportStats,
+    reply: Callable[[bytes], None],
+    loop: asyncio.AbstractEventLoop,
+) -> bool:
+    """Serve ``msg`` through the handler's fast path; False when it has none for it.
+
+    ``fast(peer, msg, deadline)`` returns a reply message, a future of one, or
+    NotImplemented. No coroutine, context copy or Task is made: the reply is
+    encoded when the future settles (dropped, as by the general path, when the
+    requester's deadline has passed by then).
+    """
+    try:
+        result = fast(peer, msg, deadline)
+    except Exception as exc:
+        reply(failure_part(codec, rid, exc, msg, stats))
+        return True
+    if result is NotImplemented:
+        return False
+
+    def done(fut: "asyncio.Future | None") -> None:
+        try:
+            part = reply_part(codec, rid, result if fut is None else fut.result())
+        except asyncio.CancelledError:
+            return  # the node is stopping
+        except Exception as exc:
+            part = failure_part(codec, rid, exc, msg, stats)
+        if deadline is not None and loop.time() > deadline:
+            stats.expired += 1
+        else:
+            reply(part)
+
+    if isinstance(result, asyncio.Future):
+        result.add_done_callback(done)
+    else:
+        done(None)
+    return True
+
+
 async def run_handler(
     handler: Callable[[bytes, wire.Message], Awaitable[wire.Message | None]],
     peer: bytes,
@@ -128,19 +212,9 @@ async def run_handler(
 ) -> bytes:
     """Run one request's handler and encode its outcome as a reply envelope."""
     try:
-        result = await handler(peer, msg)
-        if result is None:
-            result = Ack()
-        elif not isinstance(result, wire.Message):
-            raise TypeError(f"handler returned {type(result).__name__}, not a Message")
-        return codec.part(REPLY, rid, result.TYPE, None, codec.pack_body(result.to_body()))
-    except RingKVError as exc:
-        stats.errors += 1
-        return error_part(codec, rid, exc)
-    except Exception as exc:  # a handler bug: the requester gets a generic error
-        stats.errors += 1
-        log.exception("handler failed on %s", msg.TYPE)
-        return error_part(codec, rid, exc)
+        return reply_part(codec, rid, await handler(peer, msg))
+    except Exception as exc:  # a handler bug (not a RingKVError): the requester gets a generic error
+        return failure_part(codec, rid, exc, msg, stats)
 
 
 async def call_local(

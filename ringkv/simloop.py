@@ -20,7 +20,7 @@ import selectors
 from typing import Awaitable, Callable, Iterable, Optional
 
 from ringkv import wire
-from ringkv.dispatch import TransportStats, run_handler, set_deadline
+from ringkv.dispatch import TransportStats, answer_now, run_handler, set_deadline
 from ringkv.envelope import ONEWAY, REPLY, REQUEST, Codec
 from ringkv.errors import ClosedError, Timeout, Unavailable
 
@@ -254,12 +254,20 @@ class SimTransport:
         loop = asyncio.get_running_loop()
         deadline = None if env.budget_ms is None else loop.time() + env.budget_ms / 1000
 
+        def send_reply(part: bytes) -> None:
+            if self._running and requester._running:  # a stopped (crashed) node answers nothing
+                ((reply, _),) = self._codec.frames([part])
+                self.net._schedule(self.listen, requester.listen, lambda: requester._reply(reply))
+
+        fast = getattr(self.handler, "answer_now", None)
+        if rid and fast is not None and answer_now(fast, requester.listen.encode(), rid, msg, deadline, self._codec, self.stats, send_reply, loop):
+            return
+
         async def handle() -> None:
             set_deadline(deadline)
             part = await run_handler(self.handler, requester.listen.encode(), rid, msg, self._codec, self.stats)  # type: ignore[arg-type]
-            if rid and requester._running:
-                ((reply, _),) = self._codec.frames([part])
-                self.net._schedule(self.listen, requester.listen, lambda: requester._reply(reply))
+            if rid:
+                send_reply(part)
 
         task = loop.create_task(handle())
         self._tasks.add(task)

@@ -40,6 +40,7 @@ from ringkv import wire
 from ringkv.dispatch import (
     Ack,
     TransportStats,
+    answer_now,
     call_local,
     current_deadline,
     error_part,
@@ -75,7 +76,9 @@ class Transport:
     :class:`RingKVError` becomes the same typed error at the requester, and
     any other exception a generic ``RingKVError`` reply and a log line.
     ``peer_id`` is the sender's opaque routing id (its listen address, or
-    ``client``, and a random suffix; for logs only).
+    ``client``, and a random suffix; for logs only). A handler with an
+    ``answer_now(peer_id, msg, deadline)`` attribute serves the requests it
+    can without a coroutine (see :func:`ringkv.dispatch.answer_now`).
 
     Options: ``max_message_size`` bounds a frame both ways (ZeroMQ
     ``MAXMSGSIZE``; a larger outgoing message raises TooLarge); ``hwm`` is
@@ -378,6 +381,8 @@ class Transport:
             self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
 
     def _reply(self, ident: bytes, part: bytes) -> None:
+        if self._closed:
+            return  # a handler that finished after stop(): nobody to answer
         parts = self._replies.get(ident)
         if parts is not None:
             parts.append(part)
@@ -476,6 +481,7 @@ class Transport:
             return
         stats.messages_in += len(envs)
         now = self._loop.time()  # type: ignore[union-attr]
+        fast = getattr(self.handler, "answer_now", None)
         for env in envs:
             kind, budget = env.kind, env.budget_ms
             if kind != REQUEST and kind != ONEWAY:
@@ -492,7 +498,11 @@ class Transport:
                     continue
                 deadline = None if budget is None else now + budget / 1000
                 if kind == REQUEST:
-                    coro = self._answer(ident, env.request_id, msg, deadline)
+                    rid = env.request_id
+                    if fast is not None and answer_now(fast, ident, rid, msg, deadline, self._codec, stats,
+                                                       lambda part, ident=ident: self._reply(ident, part), self._loop):
+                        continue
+                    coro = self._answer(ident, rid, msg, deadline)
                 else:
                     coro = self._consume(ident, msg, deadline)
                 start_eagerly(self._loop, coro, self._tasks)  # type: ignore[arg-type]
