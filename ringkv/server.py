@@ -438,8 +438,10 @@ class NodeServer:
         return {m.node_id: m.tokens for m in members.values() if m.status in statuses and m.tokens}
 
     def _rebuild_ring(self) -> None:
-        self.ring = Ring(self._ring_members())
-        self.future_ring = Ring(self._ring_members((UP, JOINING)))
+        now, future = self._ring_members(), self._ring_members((UP, JOINING))
+        self.ring = Ring(now)
+        # a settled cluster (nobody joining or leaving) has one ring: writes skip the pending owners' walk
+        self.future_ring = self.ring if future == now else Ring(future)
 
     def pending(self, place: bytes, n: int) -> list[str]:
         """Future owners of ``place`` that are not owners yet (joining, or gaining from a leaver)."""
