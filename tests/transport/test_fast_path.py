@@ -98,59 +98,48 @@ async def _exercise(client_request, service: Service, stats) -> None:
     assert await client_request(Ask("now"), 5) == Said("now")  # still serving
 
 
-def test_fast_path_over_zeromq(run):
-    async def main():
-        service = Service()
-        server = Transport("tcp://127.0.0.1:0", FastHandler(service.handle, service.answer_now))
-        client = Transport(None)
-        await server.start()
-        await client.start()
-        try:
-            await _exercise(lambda msg, t: client.request(server.address, msg, t), service, server.stats)
-        finally:
-            await client.stop()
-            await server.stop()
+async def _served(make_transport, scenario) -> None:
+    """Run ``scenario(client, server, service)`` between two transports ``make_transport(listen, handler)`` makes."""
+    service = Service()
+    server = make_transport(None, FastHandler(service.handle, service.answer_now))
+    client = make_transport(None, None)
+    await server.start()
+    await client.start()
+    try:
+        await scenario(client, server, service)
+    finally:
+        await client.stop()
+        await server.stop()
 
-    run(main())
+
+def _zeromq(listen, handler):
+    return Transport("tcp://127.0.0.1:0" if handler is not None else None, handler)
+
+
+async def _exercise_pair(client, server, service) -> None:
+    await _exercise(lambda msg, t: client.request(server.address, msg, t), service, server.stats)
+
+
+def test_fast_path_over_zeromq(run):
+    run(_served(_zeromq, _exercise_pair))
 
 
 def test_fast_path_over_the_simulated_network():
-    async def main():
-        net = SimNetwork(random.Random(7))
-        service = Service()
-        server = net.transport("sim://server", FastHandler(service.handle, service.answer_now))
-        client = net.transport(None, None)
-        await server.start()
-        await client.start()
-        try:
-            await _exercise(lambda msg, t: client.request(server.address, msg, t), service, server.stats)
-        finally:
-            await client.stop()
-            await server.stop()
-
-    run_virtual(main(), timeout=60)
+    net = SimNetwork(random.Random(7))
+    run_virtual(_served(net.transport, _exercise_pair), timeout=60)
 
 
 def test_a_stopped_transport_sends_no_late_fast_replies(run):
-    async def main():
-        service = Service()
-        server = Transport("tcp://127.0.0.1:0", FastHandler(service.handle, service.answer_now))
-        client = Transport(None)
-        await server.start()
-        await client.start()
-        try:
-            pending = asyncio.ensure_future(client.request(server.address, Ask("hang"), 0.3))
-            while not service.later:
-                await asyncio.sleep(0.005)
-            flushes: list[int] = []
-            server.before_send = lambda: flushes.append(1)  # a node syncs its storage here
-            await server.stop()
-            service.later[0].set_result(Said("after stop"))  # its storage may be closed by now
-            with pytest.raises(errors.Timeout):
-                await pending
-            assert server.stats.messages_out == 0 and flushes == []
-        finally:
-            await client.stop()
-            await server.stop()
+    async def scenario(client, server, service):
+        pending = asyncio.ensure_future(client.request(server.address, Ask("hang"), 0.3))
+        while not service.later:
+            await asyncio.sleep(0.005)
+        flushes: list[int] = []
+        server.before_send = lambda: flushes.append(1)  # a node syncs its storage here
+        await server.stop()
+        service.later[0].set_result(Said("after stop"))  # its storage may be closed by now
+        with pytest.raises(errors.Timeout):
+            await pending
+        assert server.stats.messages_out == 0 and flushes == []
 
-    run(main())
+    run(_served(_zeromq, scenario))
