@@ -378,9 +378,14 @@ class Trees:
             self.resync(cf)
             raise
 
-    def forget(self, cf: str) -> None:
-        """Drop the tree of a column family that was dropped."""
-        if self.trees.pop(cf, None) is not None:
+    def forget(self, cf: str, *, stored: bool = False) -> None:
+        """Drop the tree of a column family that was dropped.
+
+        ``stored``: wipe what ``_aae`` holds for it even when no tree is
+        loaded (the drop of a keyspace: leaves stored by an earlier run must
+        not be trusted for a keyspace re-created under the same name).
+        """
+        if self.trees.pop(cf, None) is not None or stored:
             self._wipe(cf)
         self.stale.discard(cf)
 

@@ -79,8 +79,11 @@ class Catalog:
         storage = self.s.storage
         assert storage is not None
         if name != DEFAULT_KEYSPACE:
-            storage.drop_cf(keyspace_cf(name))
-            storage.drop_cf(feed_cf(name))
+            repair = getattr(self.s, "repair", None)
+            for cf in (keyspace_cf(name), feed_cf(name)):
+                storage.drop_cf(cf)
+                if repair is not None:
+                    repair.trees.forget(cf, stored=True)
             self.s.feeds.store.drop_keyspace(name)
 
     def on_metadata(self, key: str, value: Any) -> None:
