@@ -70,6 +70,14 @@ class SimCluster:
                 raise AssertionError(f"condition not met within {timeout}s of simulated time")
             await asyncio.sleep(step)
 
+    async def wait_all_up(self, timeout: float = 120.0) -> None:
+        """Advance simulated time until every running node sees every running node ``up``."""
+        def all_up() -> bool:
+            running = [s for s in self.servers if s is not None]
+            return all(sum(m.status == "up" for m in s.gossip.members.values()) == len(running) for s in running)
+
+        await self.wait_for(all_up, timeout)
+
     @property
     def addrs(self) -> list[str]:
         return [c.listen for c in self.configs]

@@ -18,7 +18,7 @@ def test_a_recreated_keyspace_starts_with_an_empty_tree_after_a_restart(tmp_path
         cluster = await SimCluster(str(tmp_path), 3, seed=4).start()
         try:
             client = await cluster.client(1, timeout=5.0)
-            await cluster.wait_for(lambda: all(sum(m.status == "up" for m in s.gossip.members.values()) == 3 for s in cluster.servers))
+            await cluster.wait_all_up()
             await client.akeyspace_create("x", n=3, r=2, w=3)
             for i in range(50):
                 await client.keyspace("x").aput(b"k%d" % i, b"v")

@@ -22,7 +22,7 @@ def test_reads_and_writes_that_need_a_silent_replica_fail_at_the_deadline_with_t
         cluster = await SimCluster(str(tmp_path), 3, seed=11).start()
         try:
             client = await cluster.client(0, timeout=2.0)
-            await cluster.wait_for(lambda: all(sum(m.status == "up" for m in s.gossip.members.values()) == 3 for s in cluster.servers))
+            await cluster.wait_all_up()
             await client.akeyspace_create("data", n=3, r=2, w=2)
             await client.keyspace("data").aput(b"k", b"v1")
             coord, silent = cluster.configs[0].listen, cluster.configs[2].listen
