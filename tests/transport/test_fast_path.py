@@ -68,6 +68,15 @@ class Service:
         return fut
 
 
+async def _until(condition, timeout: float = 5.0) -> None:
+    """Poll ``condition()`` on the running loop's clock (real or simulated) until it holds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        assert loop.time() < end, "condition not met in time"
+        await asyncio.sleep(0.002)
+
+
 async def _exercise(client_request, service: Service, stats) -> None:
     assert await client_request(Ask("now"), 5) == Said("now")
     assert await client_request(Ask("later"), 5) == Said("later")
@@ -88,9 +97,11 @@ async def _exercise(client_request, service: Service, stats) -> None:
     with pytest.raises(errors.Timeout):
         await client_request(Ask("hang"), 0.05)
     expired = stats.expired
-    await asyncio.sleep(0.02)  # the server's deadline is the requester's plus the message's trip
+    loop = asyncio.get_running_loop()
+    server_deadline = service.deadlines[-1]  # the requester's, plus the message's trip
+    await _until(lambda: loop.time() > server_deadline)
     service.later[0].set_result(Said("too late"))
-    await asyncio.sleep(0.01)
+    await _until(lambda: stats.expired > expired)
     assert stats.expired == expired + 1
     # the deadline handed to answer_now is the requester's, on this loop's clock
     now = asyncio.get_running_loop().time()
@@ -132,8 +143,7 @@ def test_fast_path_over_the_simulated_network():
 def test_a_stopped_transport_sends_no_late_fast_replies(run):
     async def scenario(client, server, service):
         pending = asyncio.ensure_future(client.request(server.address, Ask("hang"), 0.3))
-        while not service.later:
-            await asyncio.sleep(0.005)
+        await _until(lambda: service.later)
         flushes: list[int] = []
         server.before_send = lambda: flushes.append(1)  # a node syncs its storage here
         await server.stop()
