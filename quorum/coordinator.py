@@ -22,7 +22,7 @@ from ringkv.keyspaces import KeyspaceInfo
 from ringkv.quorum.dvv import DVVSet, decode_context, encode_context
 from ringkv.quorum.hints import HintStore
 from ringkv.quorum.batching import ReplicaBatcher
-from ringkv.quorum.messages import KvDone, KvGet, KvPut, KvResult, ReplicaPut, ReplicaPutMany, ReplicaPutManyDone, ReplicaRead, ReplicaReadMany, ReplicaRecord, ReplicaRecords
+from ringkv.quorum.messages import KvDone, KvGet, KvPut, KvReadMany, KvResult, ReplicaPut, ReplicaPutMany, ReplicaPutManyDone, ReplicaRead, ReplicaReadMany, ReplicaRecord, ReplicaRecords
 from ringkv.quorum.plan import Tally, merge_records, next_fallback, stale_replicas, write_targets
 from ringkv.quorum.replica import Extra, LocalReplica
 from ringkv.quorum.tables import Table, resolve_table
@@ -94,7 +94,7 @@ class Coordinator:
         self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
         self._background: set[asyncio.Task] = set()
         self._closing = False
-        self.stats = {"read_repairs": 0, "hinted_writes": 0, "hints_delivered": 0, "forwarded": 0}
+        self.stats = {"read_repairs": 0, "hinted_writes": 0, "hints_delivered": 0, "forwarded": 0, "client_reads": 0}
         #: ``{is_feed: hook(table, key) -> Extra}``: companion writes per kind of table.
         self.table_hooks: dict[bool, Callable[[Table, bytes], Extra]] = {}
         #: A write's copies to one replica travel with the others of the same loop turn.
@@ -469,7 +469,7 @@ class Coordinator:
                         failed.append([i, code, text])
         return ReplicaPutManyDone(failed)
 
-    def on_replica_read_many(self, msg: ReplicaReadMany) -> ReplicaRecords:
+    def on_replica_read_many(self, msg: "ReplicaReadMany | KvReadMany") -> ReplicaRecords:
         records: list = []
         failed: list[list] = []
         storage = self.replica.storage

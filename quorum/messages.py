@@ -30,6 +30,7 @@ __all__ = [
     "ReplicaPutManyDone",
     "ReplicaReadMany",
     "ReplicaRecords",
+    "KvReadMany",
 ]
 
 
@@ -247,3 +248,30 @@ class ReplicaRecords(Message):
         if not set(map(type, self.records)) <= {bytes, type(None)}:
             raise ProtocolError("replica.records: bad record")
         _check_failed(self.failed, "replica.records")
+
+
+@message("kv.read_many")
+class KvReadMany(Message):
+    """Client -> replica: its stored records of ``keys`` (``[keyspace, key]``), for a quorum the client merges.
+
+    ``ring`` is the digest of the ring the client placed the keys with and
+    ``tables`` lists ``[keyspace, n, r, lww]`` as the client knows them: a
+    node whose own ring or keyspaces differ answers ``Unavailable`` instead
+    of records, and the client asks a coordinator (``kv.get``). The reply
+    is ``replica.records``.
+    """
+
+    ring: bytes
+    tables: list
+    keys: list
+
+    def check(self) -> None:
+        if len(self.ring) > 64:
+            raise ProtocolError("kv.read_many: bad ring digest")
+        for t in self.tables:
+            if not (isinstance(t, list) and len(t) == 4 and type(t[0]) is str and type(t[1]) is int
+                    and type(t[2]) is int and type(t[3]) is bool):
+                raise ProtocolError("kv.read_many: bad table")
+        for item in self.keys:
+            if not (isinstance(item, list) and len(item) == 2 and type(item[0]) is str and type(item[1]) is bytes):
+                raise ProtocolError("kv.read_many: bad key")

@@ -15,6 +15,7 @@ token ``t`` whose predecessor is ``p`` primarily owns the range ``(p, t]``
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
@@ -52,7 +53,7 @@ class Ring:
     plus an LRU cache of the distinct-member walk per (token index, n).
     """
 
-    __slots__ = ("_members", "_ids", "_tokens", "_owners", "_placed", "_cache", "_lock", "_key", "_segments")
+    __slots__ = ("_members", "_ids", "_tokens", "_owners", "_placed", "_cache", "_lock", "_key", "_segments", "_digest")
 
     def __init__(self, members: Mapping[str, Iterable[int]] | None = None, *, cache_size: int | None = None) -> None:
         self._members = normalize_members({} if members is None else members)
@@ -69,6 +70,7 @@ class Ring:
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self._key = tuple(sorted(self._members.items()))
         self._segments: dict[int, list[tuple[int, int, tuple[str, ...]]]] = {}
+        self._digest: bytes | None = None
 
     # -- the membership ------------------------------------------------------
 
@@ -113,6 +115,21 @@ class Ring:
 
     def __hash__(self) -> int:
         return hash(self._key)
+
+    @property
+    def digest(self) -> bytes:
+        """16 bytes naming this membership: two processes hold equal rings exactly when their digests are equal.
+
+        A client that places keys itself sends it along, so a node can tell
+        it is placing them with a different ring than its own.
+        """
+        if self._digest is None:
+            h = hashlib.blake2b(digest_size=16)
+            for node, tokens in self._key:
+                h.update(len(node).to_bytes(4, "big") + node.encode() + len(tokens).to_bytes(4, "big"))
+                h.update(b"".join(t.to_bytes(8, "big") for t in tokens))
+            self._digest = h.digest()
+        return self._digest
 
     def __repr__(self) -> str:
         return f"<Ring members={len(self._ids)} tokens={len(self._tokens)}>"

@@ -28,6 +28,7 @@ from ringkv.node_messages import ClusterView, NodeStatus
 from ringkv.quorum.messages import KeyspaceCreate, KeyspaceDrop, KeyspaceList, KvGet, KvPut, KvScan, LocalGet
 from ringkv.quorum.scan import SCAN_PAGE
 from ringkv.codec import decode_parts, decode_record
+from ringkv.client_reads import DirectReads
 from ringkv.feeds.client import AsyncFeed, ClientFeed, afeeds
 from ringkv.quorum.dvv import encode_context
 from ringkv.result import Result
@@ -75,6 +76,8 @@ class AsyncClient:
         self._turn = itertools.count()
         #: ``(keyspace, feed) -> (newest entry id appended, replicas)``: orders and spreads this writer's appends
         self.feed_marks: LRUCache = LRUCache(maxsize=10_000)
+        #: gets coordinated here, from the replicas' records (see :mod:`ringkv.client_reads`)
+        self.reads = DirectReads(self)
 
     def request_id(self) -> str:
         """A unique id per write (a random per-client prefix and a counter: cheaper than uuid4)."""
@@ -127,6 +130,18 @@ class AsyncClient:
             self._refreshed = asyncio.get_running_loop().time()
             return
         raise Unavailable(f"no ringkv node answered at {', '.join(self.seeds)}: {last}")
+
+    @property
+    def transport(self) -> Optional[Transport]:
+        return self._transport
+
+    def live_members(self) -> tuple[set[str], dict[str, str]]:
+        """Members believed alive, and every member's address, as last learned."""
+        return self._alive, self._addr_of
+
+    def stale(self) -> None:
+        """Learn the cluster's view again with the next request."""
+        self._refreshed = -1e9
 
     def _live_addrs(self) -> list[str]:
         return [a for n, a in self._addr_of.items() if n in self._alive]
@@ -268,6 +283,7 @@ class AsyncClient:
 
     async def akeyspace_drop(self, name: str) -> None:
         await self.call(KeyspaceDrop(check_name(name)), timeout=max(self.timeout, 10.0))
+        self.reads.forget(name)
 
     async def astatus(self, addr: Optional[str] = None) -> dict:
         reply = await self.call(NodeStatus(), addr=addr or self.seeds[0])
@@ -312,7 +328,29 @@ class AsyncKeyspace:
         k = as_key(key, 1 << 30)
         if r is not None and type(r) is not int:
             raise WrongType("r must be an int")
-        reply = await self._client.call(KvGet(self.name, k, r), k)
+        client = self._client
+        timeout = None
+        if not client._closed:
+            reads = client.reads
+            table = reads._tables.get(self.name) or await reads.table(self.name)
+            if table is not None:
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                fut = reads.start(self.name, k, r, table, client.timeout / 4)  # silent replicas: leave a coordinator time
+                if fut is not None:
+                    try:
+                        merged = await fut
+                    except RingKVError:
+                        reads.stats["fallback"] += 1
+                        timeout = client.timeout - (loop.time() - start)
+                        if timeout <= 0:
+                            raise Timeout(f"no answer within {client.timeout:g}s; the read did not complete") from None
+                    else:
+                        reads.stats["direct"] += 1
+                        if not merged.values:
+                            return None
+                        return Result(merged.values, context=encode_context(merged.clock), timestamp=merged.timestamp)
+        reply = await client.call(KvGet(self.name, k, r), k, timeout=timeout)
         values = reply.values  # type: ignore[attr-defined]
         if not values:
             return None

@@ -17,7 +17,7 @@ from typing import Optional
 import msgpack
 
 from ringkv.config import StoreOptions
-from ringkv.errors import BadRequest, NotFound, RingKVError, Unavailable, WrongType
+from ringkv.errors import BadRequest, NotFound, RingKVError, TooLarge, Unavailable, WrongType
 from ringkv.gossip import (
     DOWN,
     GOSSIP_MESSAGES,
@@ -67,6 +67,7 @@ from ringkv.quorum.messages import (
     KeyspaceList,
     KvGet,
     KvPut,
+    KvReadMany,
     KvScan,
     LocalGet,
     ReplicaPut,
@@ -183,6 +184,7 @@ class NodeServer:
             ReplicaPut: self._on_replica_put,
             ReplicaPutMany: self._immediate(lambda m: self.coordinator.on_replica_put_many(m)),
             ReplicaReadMany: self._immediate(lambda m: self.coordinator.on_replica_read_many(m)),
+            KvReadMany: self._immediate(lambda m: self._on_read_many(m)),
             ReplicaRead: self._on_replica_read,
             LocalGet: self._on_local_get,
             KvScan: self._deadlined(lambda m, d: self.scanner.scan(m, d)),
@@ -501,9 +503,34 @@ class NodeServer:
             return coordinator.on_replica_put_many(msg)  # type: ignore[arg-type]
         if t is KvGet:
             return coordinator.get_future(msg, self._work_deadline(deadline))  # type: ignore[arg-type]
+        if t is KvReadMany:
+            return self._on_read_many(msg)  # type: ignore[arg-type]
         if t is KvPut:
             return coordinator.put_future(msg, self._work_deadline(deadline))  # type: ignore[arg-type]
         return NotImplemented
+
+    def _on_read_many(self, msg: KvReadMany) -> Message:
+        """A client's own quorum read: our records, provided it places keys and reads keyspaces as we do.
+
+        Otherwise the client would merge answers from replicas that are not
+        the key's owners, or with the wrong conflict mode: ``Unavailable``
+        sends it to a coordinator instead.
+        """
+        if msg.ring != self.ring.digest:
+            raise Unavailable("this node's ring differs from the client's; ask a coordinator")
+        for name, n, r, lww in msg.tables:
+            try:
+                info = self.catalog.get(name)
+            except NotFound:
+                raise Unavailable(f"keyspace {name!r} is unknown here; ask a coordinator") from None
+            if (info.n, info.r, info.lww) != (n, r, lww):
+                raise Unavailable(f"keyspace {name!r} changed; ask a coordinator")
+        coordinator = self.coordinator
+        assert coordinator is not None
+        if any(len(key) > coordinator.max_key_size for _, key in msg.keys):
+            raise TooLarge(f"a key is over the {coordinator.max_key_size}-byte limit")
+        coordinator.stats["client_reads"] += len(msg.keys)
+        return coordinator.on_replica_read_many(msg)
 
     def _accept_push(self, msg: StreamPush) -> None:
         self.elastic.streamer.accept(self.coordinator.table(msg.table), msg.entries)
