@@ -22,7 +22,7 @@ from ringkv.keyspaces import KeyspaceInfo
 from ringkv.quorum.dvv import DVVSet, decode_context, encode_context
 from ringkv.quorum.hints import HintStore
 from ringkv.quorum.batching import ReplicaBatcher
-from ringkv.quorum.messages import KvDone, KvGet, KvPut, KvReadMany, KvResult, ReplicaPut, ReplicaPutMany, ReplicaPutManyDone, ReplicaRead, ReplicaReadMany, ReplicaRecord, ReplicaRecords
+from ringkv.quorum.messages import KvDone, KvGet, KvPut, KvReadMany, KvReplicate, KvResult, KvWritten, ReplicaPut, ReplicaPutMany, ReplicaPutManyDone, ReplicaRead, ReplicaReadMany, ReplicaRecord, ReplicaRecords
 from ringkv.quorum.plan import Tally, merge_records, next_fallback, stale_replicas, write_targets
 from ringkv.quorum.replica import Extra, LocalReplica
 from ringkv.quorum.tables import Table, resolve_table
@@ -67,6 +67,7 @@ class ClusterView(Protocol):
     def departed(self, node_id: str) -> bool: ...  # left or removed: it will never take its hints
     def addr(self, node_id: str) -> str: ...
     def keyspace(self, name: str) -> KeyspaceInfo: ...
+    def settled_on(self, ring: bytes) -> bool: ...  # our ring has that digest, and no owner is pending
 
 
 class Coordinator:
@@ -94,7 +95,7 @@ class Coordinator:
         self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
         self._background: set[asyncio.Task] = set()
         self._closing = False
-        self.stats = {"read_repairs": 0, "hinted_writes": 0, "hints_delivered": 0, "forwarded": 0, "client_reads": 0}
+        self.stats = {"read_repairs": 0, "hinted_writes": 0, "hints_delivered": 0, "forwarded": 0, "client_reads": 0, "client_copies": 0, "client_fanouts": 0}
         #: ``{is_feed: hook(table, key) -> Extra}``: companion writes per kind of table.
         self.table_hooks: dict[bool, Callable[[Table, bytes], Extra]] = {}
         #: A write's copies to one replica travel with the others of the same loop turn.
@@ -187,6 +188,12 @@ class Coordinator:
         preferred = walk[: info.n]
         if me not in preferred and not req.forwarded and any(self.view.is_alive(n) for n in preferred):
             return asyncio.ensure_future(self._forward_put(table, req, ctx, extra, walk, w, deadline))
+        if req.ring is not None and me in preferred and self.view.settled_on(req.ring) and all(map(self.view.is_alive, preferred)):
+            # the client copies it to the other replicas (and asks kv.replicate if it cannot)
+            self.stats["client_fanouts"] += 1
+            out = asyncio.get_running_loop().create_future()
+            out.set_result(KvWritten(encode_record(self._write_record(table, req, ctx, extra, walk)), me))
+            return out
         return self._write_local(table, req, ctx, extra, walk, w, deadline)
 
     async def _forward_put(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str], w: int, deadline: float) -> KvDone:
@@ -206,6 +213,24 @@ class Coordinator:
         return await self._write_local(table, req, ctx, extra, walk, w, deadline)
 
     def _write_local(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str], w: int, deadline: float) -> asyncio.Future:
+        rec = self._write_record(table, req, ctx, extra, walk)
+        return self._replicate(table, req.key, rec, walk, w, deadline)
+
+    def replicate_future(self, req: KvReplicate, deadline: float) -> asyncio.Future:
+        """Copy a record this node wrote (``kv.written``) to the key's replicas, as after a write of our own.
+
+        A client that could not get W copies acknowledged itself hands the
+        job back here: fallbacks and hints then follow the usual rules.
+        """
+        table = self.table(req.keyspace)
+        self._check_key(req.key)
+        w = as_optional_count(req.w, "w", table.info.n) or table.info.w
+        rec = decode_record(req.record)
+        self.apply(table, req.key, rec)  # ours already holds it (a merge changes nothing), unless it was lost
+        return self._replicate(table, req.key, rec, self.view.walk(table.place(req.key)), w, deadline)
+
+    def _write_record(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str]) -> DVVSet:
+        """Store the write locally with our dot (a retry of a request id gets the record it already made)."""
         me = self.view.node_id
         preferred = walk[: table.info.n]
         rec = self._recent.get(req.request_id) if req.request_id else None
@@ -218,7 +243,7 @@ class Coordinator:
             rec = self.replica.write(table.cf, table.skey(req.key), req.value, ctx, lww=table.lww, timestamp=ts, extra=_chain(extras))
             if req.request_id:
                 self._recent[req.request_id] = rec
-        return self._replicate(table, req.key, rec, walk, w, deadline)
+        return rec
 
     def _hold_hint(self, table: Table, key: bytes, owner: str) -> bool:
         """Remember that ``owner`` lacks our copy of ``key``; hinted handoff delivers it later. False: nothing to hold."""

@@ -31,6 +31,9 @@ __all__ = [
     "ReplicaReadMany",
     "ReplicaRecords",
     "KvReadMany",
+    "KvWriteMany",
+    "KvWritten",
+    "KvReplicate",
 ]
 
 
@@ -62,6 +65,10 @@ class KvPut(Message):
     #: it even if its own (possibly newer or older) ring disagrees, so views in
     #: flux can never bounce a write between nodes.
     forwarded: bool = False
+    #: The digest of the client's ring when it offers to send the copies to the
+    #: other replicas itself: a coordinator sharing that ring may answer
+    #: ``kv.written`` after its own write (see :mod:`ringkv.client_writes`).
+    ring: bytes | None = None
 
 
 @message("kv.result")
@@ -255,7 +262,7 @@ class KvReadMany(Message):
     """Client -> replica: its stored records of ``keys`` (``[keyspace, key]``), for a quorum the client merges.
 
     ``ring`` is the digest of the ring the client placed the keys with and
-    ``tables`` lists ``[keyspace, n, r, lww]`` as the client knows them: a
+    ``tables`` lists ``[keyspace, n, r, w, lww]`` as the client knows them: a
     node whose own ring or keyspaces differ answers ``Unavailable`` instead
     of records, and the client asks a coordinator (``kv.get``). The reply
     is ``replica.records``.
@@ -266,12 +273,56 @@ class KvReadMany(Message):
     keys: list
 
     def check(self) -> None:
-        if len(self.ring) > 64:
-            raise ProtocolError("kv.read_many: bad ring digest")
-        for t in self.tables:
-            if not (isinstance(t, list) and len(t) == 4 and type(t[0]) is str and type(t[1]) is int
-                    and type(t[2]) is int and type(t[3]) is bool):
-                raise ProtocolError("kv.read_many: bad table")
+        _check_view(self.ring, self.tables, "kv.read_many")
         for item in self.keys:
             if not (isinstance(item, list) and len(item) == 2 and type(item[0]) is str and type(item[1]) is bytes):
                 raise ProtocolError("kv.read_many: bad key")
+
+
+def _check_view(ring: bytes, tables: list, what: str) -> None:
+    if len(ring) > 64:
+        raise ProtocolError(f"{what}: bad ring digest")
+    for t in tables:
+        if not (isinstance(t, list) and len(t) == 5 and type(t[0]) is str and type(t[1]) is int
+                and type(t[2]) is int and type(t[3]) is int and type(t[4]) is bool):
+            raise ProtocolError(f"{what}: bad table")
+
+
+@message("kv.written")
+class KvWritten(Message):
+    """Reply to a ``kv.put`` offering to copy it (``ring`` set): the coordinator stored ``record``; the client sends it to the other replicas."""
+
+    record: bytes
+    node: str
+
+
+@message("kv.write_many")
+class KvWriteMany(Message):
+    """Client -> replica: merge these records (``[keyspace, key, record]``) written by a coordinator; ``ring`` and ``tables`` as in ``kv.read_many``.
+
+    The reply is ``replica.put_many_done``.
+    """
+
+    ring: bytes
+    tables: list
+    records: list
+
+    def check(self) -> None:
+        _check_view(self.ring, self.tables, "kv.write_many")
+        for item in self.records:
+            if not (isinstance(item, list) and len(item) == 3 and type(item[0]) is str and type(item[1]) is bytes
+                    and type(item[2]) is bytes):
+                raise ProtocolError("kv.write_many: bad record")
+
+
+@message("kv.replicate")
+class KvReplicate(Message):
+    """Client -> the coordinator of a write it could not copy to W replicas itself: copy ``record`` as a coordinator would (fallbacks, hints).
+
+    The reply is ``kv.done``, or a ``QuorumError``.
+    """
+
+    keyspace: str
+    key: bytes
+    record: bytes
+    w: int | None = None

@@ -25,10 +25,11 @@ from ringkv.errors import BadRequest, ClosedError, QuorumError, RingKVError, Tim
 from ringkv.keys import as_key, as_value
 from ringkv.keyspaces import DEFAULT_KEYSPACE, KeyspaceInfo, check_name
 from ringkv.node_messages import ClusterView, NodeStatus
-from ringkv.quorum.messages import KeyspaceCreate, KeyspaceDrop, KeyspaceList, KvGet, KvPut, KvScan, LocalGet
+from ringkv.quorum.messages import KeyspaceCreate, KeyspaceDrop, KeyspaceList, KvGet, KvPut, KvScan, KvWritten, LocalGet
 from ringkv.quorum.scan import SCAN_PAGE
 from ringkv.codec import decode_parts, decode_record
 from ringkv.client_reads import DirectReads
+from ringkv.client_writes import DirectWrites
 from ringkv.feeds.client import AsyncFeed, ClientFeed, afeeds
 from ringkv.quorum.dvv import encode_context
 from ringkv.result import Result
@@ -78,6 +79,8 @@ class AsyncClient:
         self.feed_marks: LRUCache = LRUCache(maxsize=10_000)
         #: gets coordinated here, from the replicas' records (see :mod:`ringkv.client_reads`)
         self.reads = DirectReads(self)
+        #: writes whose copies this client sends (see :mod:`ringkv.client_writes`)
+        self.writes = DirectWrites(self)
 
     def request_id(self) -> str:
         """A unique id per write (a random per-client prefix and a counter: cheaper than uuid4)."""
@@ -101,6 +104,7 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         self._closed = True
+        await self.writes.aclose()
         if self._refreshing is not None:
             self._refreshing.cancel()
         if self._own_transport and self._transport is not None:
@@ -370,7 +374,15 @@ class AsyncKeyspace:
             raise WrongType("w must be an int")
         if timestamp is not None and type(timestamp) is not int:
             raise WrongType("timestamp must be int milliseconds since the epoch")
-        await self._client.call(KvPut(self.name, k, value, context, w, timestamp, self._client.request_id()), k, idempotent=False)
+        client = self._client
+        table = None if client._closed else client.reads._tables.get(self.name) or await client.reads.table(self.name)
+        ring = client.ring()
+        digest = ring.digest if table is not None and len(ring) else None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + client.timeout
+        reply = await client.call(KvPut(self.name, k, value, context, w, timestamp, client.request_id(), False, digest), k, idempotent=False)
+        if isinstance(reply, KvWritten):  # the coordinator stored it; the copies are ours to send
+            await client.writes.copy(self.name, k, reply, w, table, digest, deadline)  # type: ignore[arg-type]
 
     async def aget_local(self, key, *, node: str) -> Optional[Result]:
         """Exactly what one node's replica stores for ``key`` (no quorum, no repair)."""

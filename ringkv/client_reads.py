@@ -21,7 +21,7 @@ the ones a coordinated read gives.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from ringkv.codec import decode_record, encode_record
 from ringkv.errors import RingKVError, Unavailable, from_wire
@@ -30,20 +30,87 @@ from ringkv.quorum.batching import MAX_READS
 from ringkv.quorum.dvv import DVVSet
 from ringkv.quorum.messages import KvReadMany, ReplicaPut, ReplicaRecords
 from ringkv.quorum.plan import merge_records, stale_replicas
+from ringkv.wire import Message
 
 if TYPE_CHECKING:  # pragma: no cover
     from ringkv.client import AsyncClient
 
-__all__ = ["DirectReads"]
+__all__ = ["DirectReads", "TurnBatches"]
 
 #: How long the client trusts its copy of the keyspace list (seconds).
 TABLES_EVERY = 2.0
 
 
-class _Read:
-    """One key's read: replicas' records in, the merged record out once R of them answered."""
+class TurnBatches:
+    """Requests for one node collected during a loop turn and sent at its end, as messages of up to ``limit`` items.
 
-    __slots__ = ("out", "need", "waiting", "records", "ok", "lww", "keyspace", "key", "owner")
+    ``message(ring digest, items)`` builds a message; the reply, or the
+    error that took its place, goes to ``deliver(items, reply)`` or
+    ``fail(items, exc)``.
+    """
+
+    def __init__(self, client: "AsyncClient", message: Callable[[bytes, list], Message],
+                 deliver: Callable[[list, object], None], fail: Callable[[list, RingKVError], None], limit: int,
+                 size: Optional[Callable[[object], int]] = None, max_bytes: int = 0) -> None:
+        self._client = client
+        self._message, self._deliver, self._fail, self._limit = message, deliver, fail, limit
+        #: ``size(item)`` in bytes: a message also stays near ``max_bytes`` (a big item travels alone)
+        self._size, self._max_bytes = size, max_bytes
+        #: (node address, ring digest) -> items to send at the end of this loop turn
+        self._queues: dict[tuple[str, bytes], list] = {}
+
+    def add(self, addr: str, digest: bytes, item: object, timeout: float) -> None:
+        queue = self._queues.get((addr, digest))
+        if queue is None:
+            queue = self._queues[(addr, digest)] = []
+            asyncio.get_running_loop().call_soon(self._send, addr, digest, timeout)
+        queue.append(item)
+
+    def _send(self, addr: str, digest: bytes, timeout: float) -> None:
+        items = self._queues.pop((addr, digest), [])
+        limit, size, max_bytes = self._limit, self._size, self._max_bytes
+        chunk: list = []
+        total = 0
+        for item in items:
+            n = size(item) if size is not None else 0
+            if chunk and (len(chunk) >= limit or (size is not None and total + n > max_bytes)):
+                self._dispatch(addr, digest, chunk, timeout)
+                chunk, total = [], 0
+            chunk.append(item)
+            total += n
+        if chunk:
+            self._dispatch(addr, digest, chunk, timeout)
+
+    def _dispatch(self, addr: str, digest: bytes, items: list, timeout: float) -> None:
+        transport = self._client.transport
+        try:
+            if transport is None:
+                raise Unavailable("client is not connected")
+            req = transport.request_future(addr, self._message(digest, items), timeout)
+        except RingKVError as exc:
+            self._fail(items, exc)
+            return
+        req.add_done_callback(lambda f: self._settle(items, f))
+
+    def _settle(self, items: list, req: asyncio.Future) -> None:
+        if req.cancelled():
+            self._fail(items, Unavailable("request cancelled"))
+            return
+        exc = req.exception()
+        if exc is not None:
+            self._fail(items, exc if isinstance(exc, RingKVError) else Unavailable(str(exc)))
+            return
+        self._deliver(items, req.result())
+
+
+class _Read:
+    """One key's read: replicas' records in, the merged record out once R of them answered.
+
+    Replicas nearly always hold the same bytes: a copy equal to the first
+    one is neither decoded nor merged again, and needs no repair.
+    """
+
+    __slots__ = ("out", "need", "waiting", "records", "ok", "lww", "keyspace", "key", "owner", "first", "same")
 
     def __init__(self, owner: "DirectReads", keyspace: str, key: bytes, need: int, lww: bool, fut: asyncio.Future) -> None:
         self.owner = owner
@@ -55,19 +122,34 @@ class _Read:
         self.waiting = 0
         self.ok = 0
         self.records: dict[str, Optional[DVVSet]] = {}
+        #: the first answer's bytes, and whether every answer so far had them
+        self.first: Optional[bytes] = None
+        self.same = True
 
     def answer(self, node: str, raw: Optional[bytes]) -> None:
-        try:
-            self.records[node] = None if raw is None else decode_record(raw)
-        except RingKVError as exc:
-            self.fail(exc)
-            return
+        records = self.records
+        if self.ok and raw == self.first:
+            records[node] = next(iter(records.values()))
+        else:
+            try:
+                records[node] = None if raw is None else decode_record(raw)
+            except RingKVError as exc:
+                self.fail(exc)
+                return
+            if self.ok:
+                self.same = False
+            else:
+                self.first = raw
         self.waiting -= 1
         self.ok += 1
         out = self.out
         if self.ok == self.need and not out.done():
-            out.set_result(merge_records(self.records.values(), self.lww))
-        if not self.waiting and self.ok >= self.need:
+            if self.same:
+                rec = records[node]
+                out.set_result(rec if rec is not None else DVVSet())
+            else:
+                out.set_result(merge_records(records.values(), self.lww))
+        if not self.waiting and not self.same and self.ok >= self.need:
             self.owner.repair(self)
 
     def fail(self, exc: BaseException) -> None:
@@ -75,7 +157,7 @@ class _Read:
         out = self.out
         if not out.done() and self.ok + self.waiting < self.need:
             out.set_exception(exc if isinstance(exc, RingKVError) else Unavailable(str(exc)))
-        elif not self.waiting and self.ok >= self.need:
+        elif not self.waiting and not self.same and self.ok >= self.need:
             self.owner.repair(self)
 
 
@@ -84,17 +166,16 @@ class DirectReads:
 
     def __init__(self, client: "AsyncClient") -> None:
         self._client = client
-        #: keyspace -> (n, r, lww) as the cluster listed it
-        self._tables: dict[str, tuple[int, int, bool]] = {}
+        #: keyspace -> (n, r, w, lww) as the cluster listed it
+        self._tables: dict[str, tuple[int, int, int, bool]] = {}
         self._tables_at = -1e9
         self._listing: Optional[asyncio.Future] = None
-        #: (node address, ring digest) -> reads to send at the end of this loop turn
-        self._queues: dict[tuple[str, bytes], list[tuple[_Read, str]]] = {}
+        self._batches = TurnBatches(client, self._message, self._deliver, self._fail, MAX_READS)
         #: ``direct``: reads merged here; ``fallback``: reads a coordinator answered; ``repairs``: stale copies sent
         self.stats = {"direct": 0, "fallback": 0, "repairs": 0}
 
-    async def table(self, keyspace: str) -> Optional[tuple[int, int, bool]]:
-        """``(n, r, lww)`` of ``keyspace``; None when the cluster did not list it (lately)."""
+    async def table(self, keyspace: str) -> Optional[tuple[int, int, int, bool]]:
+        """``(n, r, w, lww)`` of ``keyspace``; None when the cluster did not list it (lately)."""
         got = self._tables.get(keyspace)
         if got is not None:
             return got
@@ -111,7 +192,7 @@ class DirectReads:
 
     async def _list(self) -> None:
         infos = await self._client.akeyspaces()
-        self._tables = {i.name: (i.n, i.r, i.lww) for i in infos}
+        self._tables = {i.name: (i.n, i.r, i.w, i.lww) for i in infos}
         self._tables_at = asyncio.get_running_loop().time()
 
     def forget(self, keyspace: str) -> None:
@@ -120,9 +201,17 @@ class DirectReads:
             self._tables_at = -1e9
         self._client.stale()
 
-    def start(self, keyspace: str, key: bytes, r: Optional[int], table: tuple[int, int, bool], timeout: float) -> Optional[asyncio.Future]:
+    def tables_of(self, keyspaces: Iterable[str]) -> list[list]:
+        """``[keyspace, n, r, w, lww]`` of each: what a ``kv.read_many`` or ``kv.write_many`` assumes."""
+        out = []
+        for name in keyspaces:
+            n, r, w, lww = self._tables.get(name) or (0, 0, 0, False)  # forgotten meanwhile: the node refuses
+            out.append([name, n, r, w, lww])
+        return out
+
+    def start(self, keyspace: str, key: bytes, r: Optional[int], table: tuple[int, int, int, bool], timeout: float) -> Optional[asyncio.Future]:
         """The future of the merged record of ``key``; None when the client's view cannot place it."""
-        n, default_r, lww = table
+        n, default_r, _, lww = table
         need = as_optional_count(r, "r", n) or default_r
         client = self._client
         ring = client.ring()
@@ -131,66 +220,33 @@ class DirectReads:
         targets = [m for m in walk if m in alive and m in addr_of]
         if len(targets) < need:
             return None
-        loop = asyncio.get_running_loop()
-        read = _Read(self, keyspace, key, need, lww, loop.create_future())
+        read = _Read(self, keyspace, key, need, lww, asyncio.get_running_loop().create_future())
         digest = ring.digest
-        queues = self._queues
         for m in targets:
-            qkey = (addr_of[m], digest)
-            queue = queues.get(qkey)
-            if queue is None:
-                queue = queues[qkey] = []
-                loop.call_soon(self._send, qkey, timeout)
-            queue.append((read, m))
             read.waiting += 1
+            self._batches.add(addr_of[m], digest, (read, m), timeout)
         return read.out
 
-    def _send(self, qkey: tuple[str, bytes], timeout: float) -> None:
-        addr, digest = qkey
-        items = self._queues.pop(qkey, [])
-        for i in range(0, len(items), MAX_READS):
-            self._dispatch(addr, digest, items[i : i + MAX_READS], timeout)
+    def _message(self, digest: bytes, items: list[tuple[_Read, str]]) -> KvReadMany:
+        tables = self.tables_of(dict.fromkeys(read.keyspace for read, _ in items))
+        return KvReadMany(digest, tables, [[read.keyspace, read.key] for read, _ in items])
 
-    def _dispatch(self, addr: str, digest: bytes, items: list[tuple[_Read, str]], timeout: float) -> None:
-        tables: dict[str, list] = {}
-        for read, _ in items:
-            if read.keyspace not in tables:
-                n, r, lww = self._tables.get(read.keyspace) or (0, 0, read.lww)
-                tables[read.keyspace] = [read.keyspace, n, r, lww]
-        msg = KvReadMany(digest, list(tables.values()), [[read.keyspace, read.key] for read, _ in items])
-        transport = self._client.transport
-        try:
-            if transport is None:
-                raise Unavailable("client is not connected")
-            req = transport.request_future(addr, msg, timeout)
-        except RingKVError as exc:
-            for read, _ in items:
-                read.fail(exc)
+    def _deliver(self, items: list[tuple[_Read, str]], reply: object) -> None:
+        if not (isinstance(reply, ReplicaRecords) and len(reply.records) == len(items)):
+            self._fail(items, Unavailable(f"unexpected answer to kv.read_many: {type(reply).__name__}"))
             return
-        req.add_done_callback(lambda f: self._settle(items, f))
-
-    def _settle(self, items: list[tuple[_Read, str]], req: asyncio.Future) -> None:
-        if req.cancelled():
-            for read, _ in items:
-                read.fail(Unavailable("read cancelled"))
-            return
-        exc = req.exception()
-        reply = req.result() if exc is None else None
-        if exc is None and not (isinstance(reply, ReplicaRecords) and len(reply.records) == len(items)):
-            exc = Unavailable(f"unexpected answer to kv.read_many: {type(reply).__name__}")
-        if exc is not None:
-            for read, _ in items:
-                read.fail(exc)
-            if isinstance(exc, Unavailable):
-                self.forget(items[0][0].keyspace)
-            return
-        assert isinstance(reply, ReplicaRecords)
         failed = {i: from_wire(code, text) for i, code, text in reply.failed}
         for i, (read, node) in enumerate(items):
             if i in failed:
                 read.fail(failed[i])
             else:
                 read.answer(node, reply.records[i])
+
+    def _fail(self, items: list[tuple[_Read, str]], exc: RingKVError) -> None:
+        for read, _ in items:
+            read.fail(exc)
+        if isinstance(exc, Unavailable):
+            self.forget(items[0][0].keyspace)
 
     def repair(self, read: _Read) -> None:
         """Every replica asked has answered: send the merged record to those whose copy differs."""

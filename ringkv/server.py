@@ -68,7 +68,9 @@ from ringkv.quorum.messages import (
     KvGet,
     KvPut,
     KvReadMany,
+    KvReplicate,
     KvScan,
+    KvWriteMany,
     LocalGet,
     ReplicaPut,
     ReplicaPutMany,
@@ -185,6 +187,8 @@ class NodeServer:
             ReplicaPutMany: self._immediate(lambda m: self.coordinator.on_replica_put_many(m)),
             ReplicaReadMany: self._immediate(lambda m: self.coordinator.on_replica_read_many(m)),
             KvReadMany: self._immediate(lambda m: self._on_read_many(m)),
+            KvWriteMany: self._immediate(lambda m: self._on_write_many(m)),
+            KvReplicate: self._deadlined(lambda m, d: self.coordinator.replicate_future(m, d)),
             ReplicaRead: self._on_replica_read,
             LocalGet: self._on_local_get,
             KvScan: self._deadlined(lambda m, d: self.scanner.scan(m, d)),
@@ -455,6 +459,10 @@ class NodeServer:
     def keyspace(self, name: str) -> KeyspaceInfo:
         return self.catalog.get(name)
 
+    def settled_on(self, ring: bytes) -> bool:
+        """Whether our ring has digest ``ring`` and nobody is joining or leaving (no pending owners)."""
+        return ring == self.ring.digest and self.future_ring is self.ring
+
     def keyspaces(self) -> list[KeyspaceInfo]:
         return self.catalog.all()
 
@@ -505,32 +513,46 @@ class NodeServer:
             return coordinator.get_future(msg, self._work_deadline(deadline))  # type: ignore[arg-type]
         if t is KvReadMany:
             return self._on_read_many(msg)  # type: ignore[arg-type]
+        if t is KvWriteMany:
+            return self._on_write_many(msg)  # type: ignore[arg-type]
         if t is KvPut:
             return coordinator.put_future(msg, self._work_deadline(deadline))  # type: ignore[arg-type]
         return NotImplemented
 
-    def _on_read_many(self, msg: KvReadMany) -> Message:
-        """A client's own quorum read: our records, provided it places keys and reads keyspaces as we do.
+    def _check_view(self, msg: "KvReadMany | KvWriteMany") -> None:
+        """A client placing keys itself must place them, and see keyspaces, as we do.
 
-        Otherwise the client would merge answers from replicas that are not
-        the key's owners, or with the wrong conflict mode: ``Unavailable``
-        sends it to a coordinator instead.
+        Otherwise it would merge answers from, or copy writes to, replicas
+        that are not the keys' owners, or with the wrong settings:
+        ``Unavailable`` sends it to a coordinator instead.
         """
         if msg.ring != self.ring.digest:
             raise Unavailable("this node's ring differs from the client's; ask a coordinator")
-        for name, n, r, lww in msg.tables:
+        for name, n, r, w, lww in msg.tables:
             try:
                 info = self.catalog.get(name)
             except NotFound:
                 raise Unavailable(f"keyspace {name!r} is unknown here; ask a coordinator") from None
-            if (info.n, info.r, info.lww) != (n, r, lww):
+            if (info.n, info.r, info.w, info.lww) != (n, r, w, lww):
                 raise Unavailable(f"keyspace {name!r} changed; ask a coordinator")
+
+    def _on_read_many(self, msg: KvReadMany) -> Message:
+        """A client's own quorum read: our stored records of its keys."""
+        self._check_view(msg)
         coordinator = self.coordinator
         assert coordinator is not None
         if any(len(key) > coordinator.max_key_size for _, key in msg.keys):
             raise TooLarge(f"a key is over the {coordinator.max_key_size}-byte limit")
         coordinator.stats["client_reads"] += len(msg.keys)
         return coordinator.on_replica_read_many(msg)
+
+    def _on_write_many(self, msg: KvWriteMany) -> Message:
+        """Copies of writes a coordinator made, sent by the client that asked for them."""
+        self._check_view(msg)
+        coordinator = self.coordinator
+        assert coordinator is not None
+        coordinator.stats["client_copies"] += len(msg.records)
+        return coordinator.on_replica_put_many(ReplicaPutMany([[ks, key, raw, None] for ks, key, raw in msg.records]))
 
     def _accept_push(self, msg: StreamPush) -> None:
         self.elastic.streamer.accept(self.coordinator.table(msg.table), msg.entries)

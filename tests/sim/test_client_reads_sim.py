@@ -184,8 +184,9 @@ def test_a_silent_node_leaves_r_answers_and_too_few_live_replicas_give_a_quorum_
 
 @pytest.mark.parametrize("body", [
     [b"\x00" * 65, [], []],
-    [b"", [["data", 3, 2]], []],
-    [b"", [["data", "3", 2, False]], []],
+    [b"", [["data", 3, 2, 2]], []],
+    [b"", [["data", "3", 2, 2, False]], []],
+    [b"", [["data", 3, 2, 2, 0]], []],
     [b"", [], [["data"]]],
     [b"", [], [["data", "not bytes"]]],
     [b"", [], "keys"],
@@ -207,10 +208,10 @@ def test_a_node_answers_read_many_only_for_its_own_ring_and_keyspaces(tmp_path):
             digest = client.ring().digest
             answers = {}
             for name, msg in {
-                "ok": KvReadMany(digest, [["data", 3, 2, False]], [["data", b"k"]]),
-                "ring": KvReadMany(b"other", [["data", 3, 2, False]], [["data", b"k"]]),
-                "settings": KvReadMany(digest, [["data", 3, 1, False]], [["data", b"k"]]),
-                "unknown": KvReadMany(digest, [["nope", 3, 2, False]], [["nope", b"k"]]),
+                "ok": KvReadMany(digest, [["data", 3, 2, 2, False]], [["data", b"k"]]),
+                "ring": KvReadMany(b"other", [["data", 3, 2, 2, False]], [["data", b"k"]]),
+                "settings": KvReadMany(digest, [["data", 3, 1, 2, False]], [["data", b"k"]]),
+                "unknown": KvReadMany(digest, [["nope", 3, 2, 2, False]], [["nope", b"k"]]),
             }.items():
                 try:
                     answers[name] = await client.call(msg, addr=addr)

@@ -1,0 +1,161 @@
+"""Writes whose copies the client sends (``kv.written``, ``kv.write_many``, ``kv.replicate``), in the simulator.
+
+The client may only report a write done once W replicas hold it, and a
+copy that fails (at once, or after the write was reported done) must end
+as a hint on the coordinator, exactly as when the coordinator sends the
+copies itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ringkv.errors import QuorumError
+from ringkv.quorum.messages import KvDone, KvPut, KvReplicate, KvWritten, LocalGet
+from ringkv.ring import Ring
+from ringkv.simcluster import SimCluster
+from ringkv.simloop import run_virtual
+
+
+async def _cluster(tmp_path, **options):
+    cluster = await SimCluster(str(tmp_path), 3, seed=7, **options).start()
+    await cluster.wait_all_up()
+    client = await cluster.client(0, timeout=2.0)
+    await client.akeyspace_create("data", n=3, r=2, w=2)
+    return cluster, client
+
+
+def _stat(cluster, name: str) -> int:
+    return sum(s.coordinator.stats[name] for s in cluster.servers if s is not None)
+
+
+async def _holders(cluster, client, key: bytes, value: bytes) -> int:
+    """How many running replicas store ``value`` for ``key``."""
+    count = 0
+    for i in cluster.running():
+        reply = await client.call(LocalGet("data", key), addr=cluster.configs[i].listen)
+        if reply.record is not None and value in reply.record:
+            count += 1
+    return count
+
+
+async def _until(cluster, check, timeout: float = 30.0) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await check():
+            return True
+        await cluster.run_for(0.2)
+    return await check()
+
+
+def test_the_client_copies_writes_to_every_replica_and_reads_them_back(tmp_path):
+    async def main():
+        cluster, client = await _cluster(tmp_path)
+        try:
+            ks = client.keyspace("data")
+            for i in range(30):
+                await ks.aput(b"k%d" % i, b"v%d" % i)
+            at_return = [await _holders(cluster, client, b"k%d" % i, b"v%d" % i) for i in range(30)]
+            everywhere = await _until(cluster, lambda: _all_three(cluster, client))
+            got = await ks.aget(b"k7")
+            await ks.aput(b"k7", b"second", got.context)
+            second = await ks.aget(b"k7")
+            await ks.adelete(b"k7", second.context)
+            deleted = await ks.aget(b"k7")
+            return at_return, everywhere, second, deleted, _stat(cluster, "client_fanouts"), _stat(cluster, "client_copies"), dict(client.writes.stats)
+        finally:
+            await cluster.stop()
+
+    async def _all_three(cluster, client):
+        return all([await _holders(cluster, client, b"k%d" % i, b"v%d" % i) == 3 for i in range(30)])
+
+    at_return, everywhere, second, deleted, fanouts, copies, stats = run_virtual(main())
+    assert min(at_return) >= 2  # W=2 held when the put returned
+    assert everywhere
+    assert second.values == [b"second"]  # the context made it a successor, not a sibling
+    assert deleted is None
+    assert fanouts >= 32 and copies >= 2 * 32
+    assert stats["copied"] >= 32 and stats["handed_back"] == 0
+
+
+def test_a_copy_to_a_silent_replica_ends_as_a_hint_and_reaches_it_after_restart(tmp_path):
+    async def main():
+        cluster, client = await _cluster(tmp_path, hint_interval=0.5)
+        try:
+            ks = client.keyspace("data")
+            await ks.aput(b"k", b"before")
+            lagging = cluster.configs[2].listen
+            cluster.net.partition({cluster.configs[0].listen, cluster.configs[1].listen, client._transport.address}, {lagging})
+            await ks.aput(b"k", b"during", (await ks.aget(b"k")).context)  # W=2: node 2 is silent, not yet down
+            handed = await _until(cluster, lambda: _async(client.writes.stats["handed_back"] >= 1), timeout=10)
+            hints = await _until(cluster, lambda: _async(sum(s.hints.total() for s in cluster.servers[:2]) > 0), timeout=10)
+            cluster.heal()
+            delivered = await _until(cluster, lambda: _has(client, lagging, b"during"), timeout=60)
+            return handed, hints, delivered
+        finally:
+            await cluster.stop()
+
+    handed, hints, delivered = run_virtual(main())
+    assert handed, "the copy that failed after the write was done must go back to the coordinator"
+    assert hints, "the coordinator must hold a hint for the copy that failed"
+    assert delivered
+
+
+def test_w_equal_n_with_a_silent_replica_fails_with_its_acks_and_keeps_the_write(tmp_path):
+    async def main():
+        cluster, client = await _cluster(tmp_path)
+        try:
+            ks = client.keyspace("data")
+            await ks.aput(b"k", b"v1")
+            lagging = cluster.configs[2].listen
+            cluster.net.partition({cluster.configs[0].listen, cluster.configs[1].listen, client._transport.address}, {lagging})
+            ctx = (await ks.aget(b"k")).context
+            error = None
+            try:
+                await ks.aput(b"k", b"v2", ctx, w=3)
+            except QuorumError as exc:
+                error = exc
+            kept = await ks.aget(b"k")
+            return error, kept
+        finally:
+            await cluster.stop()
+
+    error, kept = run_virtual(main())
+    assert isinstance(error, QuorumError) and (error.acks, error.required) == (2, 3)
+    assert kept.values == [b"v2"]  # nothing already written is undone
+
+
+def test_a_coordinator_answers_kv_done_when_the_client_ring_differs_and_kv_replicate_copies_a_record(tmp_path):
+    async def main():
+        cluster, client = await _cluster(tmp_path)
+        try:
+            coord = cluster.servers[0]
+            addr = cluster.configs[0].listen
+            key = next(b"key%d" % i for i in range(1000) if coord.walk(b"key%d" % i)[0] == coord.node_id)
+            real = client.ring()
+            other = Ring({m: [t ^ 1 for t in real.tokens_of(m)] for m in real.members}).digest
+            classic = await client.call(KvPut("data", key, b"value-alpha", None, None, None, "r1", False, other), addr=addr, idempotent=False)
+            written = await client.call(KvPut("data", key, b"value-bravo", None, None, None, "r2", False, real.digest), addr=addr, idempotent=False)
+            alone = await _holders(cluster, client, key, b"value-bravo")  # nobody copied it yet
+            done = await client.call(KvReplicate("data", key, written.record, 3), addr=addr)
+            copied = await _holders(cluster, client, key, b"value-bravo")
+            retry = await client.call(KvPut("data", key, b"value-bravo", None, None, None, "r2", False, real.digest), addr=addr, idempotent=False)
+            return classic, written, alone, done, copied, retry
+        finally:
+            await cluster.stop()
+
+    classic, written, alone, done, copied, retry = run_virtual(main())
+    assert isinstance(classic, KvDone) and classic.acks >= 2
+    assert isinstance(written, KvWritten) and alone == 1
+    assert isinstance(done, KvDone) and done.acks == 3 and copied == 3
+    assert isinstance(retry, KvWritten) and retry.record == written.record  # a retried request id: the same record, no new dot
+
+
+async def _async(value):
+    return value
+
+
+async def _has(client, addr: str, value: bytes) -> bool:
+    reply = await client.call(LocalGet("data", b"k"), addr=addr)
+    return reply.record is not None and value in reply.record
