@@ -16,7 +16,7 @@ from typing import Awaitable, Callable, Optional, Protocol
 from cachetools import TTLCache
 
 from ringkv.codec import decode_record, encode_record
-from ringkv.errors import BadRequest, QuorumError, RingKVError, Timeout, TooLarge, Unavailable, to_wire
+from ringkv.errors import BadRequest, ClosedError, QuorumError, RingKVError, Timeout, TooLarge, Unavailable, to_wire
 from ringkv.keys import as_optional_count, check_timestamp
 from ringkv.keyspaces import KeyspaceInfo
 from ringkv.quorum.dvv import DVVSet, decode_context, encode_context
@@ -165,10 +165,14 @@ class Coordinator:
 
         ``walk``: the ring walk from the key's place, if the caller has it.
         """
-        return await self.put_future(req, deadline, extra=extra, walk=walk)
+        out = self.put_future(req, deadline, extra=extra, walk=walk)
+        return out if isinstance(out, KvWritten) else await out
 
-    def put_future(self, req: KvPut, deadline: float, *, extra: Extra = None, walk: Optional[list[str]] = None) -> asyncio.Future:
+    def put_future(self, req: KvPut, deadline: float, *, extra: Extra = None, walk: Optional[list[str]] = None) -> "asyncio.Future | KvWritten":
         """:meth:`put` as a future: bad input raises here, the quorum's outcome arrives later.
+
+        A write whose copies the client sends (``req.ring``) is answered at
+        once: :class:`KvWritten` itself, not a future.
 
         No coroutine or Task per write: the replicas' answers settle it from
         their callbacks (the server answers ``kv.put`` straight from it).
@@ -191,9 +195,7 @@ class Coordinator:
         if req.ring is not None and me in preferred and self.view.settled_on(req.ring) and all(map(self.view.is_alive, preferred)):
             # the client copies it to the other replicas (and asks kv.replicate if it cannot)
             self.stats["client_fanouts"] += 1
-            out = asyncio.get_running_loop().create_future()
-            out.set_result(KvWritten(encode_record(self._write_record(table, req, ctx, extra, walk)), me))
-            return out
+            return KvWritten(encode_record(self._write_record(table, req, ctx, extra, walk)), me)
         return self._write_local(table, req, ctx, extra, walk, w, deadline)
 
     async def _forward_put(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str], w: int, deadline: float) -> KvDone:
@@ -260,7 +262,10 @@ class Coordinator:
 
         def done(fut: asyncio.Future) -> None:
             if fut.cancelled() or fut.exception() is not None:
-                self._hold_hint(table, key, owner)
+                try:
+                    self._hold_hint(table, key, owner)
+                except ClosedError:
+                    pass  # the node is stopping: anti-entropy brings that replica the write later
 
         return done
 

@@ -194,7 +194,7 @@ async def kv_worker(ci: int, client, wl: Workload, rec: Recorder, rng: random.Ra
         key = rng.choice(wl.keys)
         kind = rng.choices(kinds, weights)[0]
         try:
-            read = await client.call(KvGet(wl.keyspace, key, None), key)
+            read = await ks.aget(key)  # the client's own quorum read, or a coordinator's
         except RingKVError:
             await asyncio.sleep(0.1)  # back off while this key has no read quorum
             continue
@@ -203,14 +203,16 @@ async def kv_worker(ci: int, client, wl: Workload, rec: Recorder, rng: random.Ra
         if kind == "get":
             continue
         n += 1
-        blind = kind == "blind_put"
+        seen, context = (read.values, read.context) if read is not None else ([], None)
+        # a key not found (never written, or deleted) gives no context: that write is blind too
+        blind = kind == "blind_put" or context is None
         value = None if kind == "delete" else f"{wl.tag}c{ci}-{n}".encode()
-        op = rec.invoke("delete" if value is None else "put", key, value, () if blind else read.values, ci)  # type: ignore[attr-defined]
+        op = rec.invoke("delete" if value is None else "put", key, value, () if blind else seen, ci)
         try:
             if value is None:
-                await ks.adelete(key, context=read.context)  # type: ignore[attr-defined]
+                await ks.adelete(key, context=context)
             else:
-                await ks.aput(key, value, context=None if blind else read.context)  # type: ignore[attr-defined]
+                await ks.aput(key, value, context=None if blind else context)
             rec.complete(op, OK, blind=blind)
         except BadRequest as exc:
             rec.complete(op, FAILED, str(exc), blind=blind)
