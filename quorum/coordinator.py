@@ -195,7 +195,7 @@ class Coordinator:
         if req.ring is not None and me in preferred and self.view.settled_on(req.ring) and all(map(self.view.is_alive, preferred)):
             # the client copies it to the other replicas (and asks kv.replicate if it cannot)
             self.stats["client_fanouts"] += 1
-            return KvWritten(encode_record(self._write_record(table, req, ctx, extra, walk)), me)
+            return KvWritten(encode_record(self._write_record(table, req, ctx, extra, walk)), me, info.n, w)
         return self._write_local(table, req, ctx, extra, walk, w, deadline)
 
     async def _forward_put(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str], w: int, deadline: float) -> KvDone:
@@ -229,7 +229,9 @@ class Coordinator:
         w = as_optional_count(req.w, "w", table.info.n) or table.info.w
         rec = decode_record(req.record)
         self.apply(table, req.key, rec)  # ours already holds it (a merge changes nothing), unless it was lost
-        return self._replicate(table, req.key, rec, self.view.walk(table.place(req.key)), w, deadline)
+        walk = self.view.walk(table.place(req.key))
+        # no longer an owner (the ring moved meanwhile): our copy does not count towards W
+        return self._replicate(table, req.key, rec, walk, w, deadline, counts_self=self.view.node_id in walk[: table.info.n])
 
     def _write_record(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str]) -> DVVSet:
         """Store the write locally with our dot (a retry of a request id gets the record it already made)."""
@@ -276,7 +278,7 @@ class Coordinator:
 
         return extra
 
-    def _replicate(self, table: Table, key: bytes, rec: DVVSet, walk: list[str], w: int, deadline: float) -> asyncio.Future:
+    def _replicate(self, table: Table, key: bytes, rec: DVVSet, walk: list[str], w: int, deadline: float, *, counts_self: bool = True) -> asyncio.Future:
         """Send our record to the other replicas; the future is :class:`KvDone` once W acked, else QuorumError."""
         info = table.info
         me = self.view.node_id
@@ -292,7 +294,10 @@ class Coordinator:
         # W acks plus one per future owner; when the current owners are too few (a cluster
         # whose other members are still joining), the future owners' acks make up W.
         tally = Tally(max(w, min(w + len(owners_to_be), len(targets) + 1)), len(targets) + 1)
-        tally.success(me)
+        if counts_self:
+            tally.success(me)
+        else:
+            tally.expected -= 1
         pending: dict[asyncio.Future, tuple[str, Optional[str]]] = {}
         timer: list[Optional[asyncio.TimerHandle]] = [None]
 
@@ -505,6 +510,7 @@ class Coordinator:
         storage = self.replica.storage
         for i, (keyspace, key) in enumerate(msg.keys):
             try:
+                self._check_key(key)
                 table = self.table(keyspace)
                 records.append(storage.get(table.cf, table.skey(key)))
             except RingKVError as exc:

@@ -294,6 +294,9 @@ class KvWritten(Message):
 
     record: bytes
     node: str
+    #: the keyspace's N and the write's W as the coordinator knows them: the client counts copies by these
+    n: int
+    w: int
 
 
 @message("kv.write_many")

@@ -340,7 +340,10 @@ class AsyncKeyspace:
             if table is not None:
                 loop = asyncio.get_running_loop()
                 start = loop.time()
-                fut = reads.start(self.name, k, r, table, client.timeout / 4)  # silent replicas: leave a coordinator time
+                try:
+                    fut = reads.start(self.name, k, r, table, client.timeout / 4)  # silent replicas: leave a coordinator time
+                except RingKVError:  # r= beyond an N that may be out of date: the coordinator judges
+                    fut = None
                 if fut is not None:
                     try:
                         merged = await fut
@@ -382,7 +385,7 @@ class AsyncKeyspace:
         deadline = loop.time() + client.timeout
         reply = await client.call(KvPut(self.name, k, value, context, w, timestamp, client.request_id(), False, digest), k, idempotent=False)
         if isinstance(reply, KvWritten):  # the coordinator stored it; the copies are ours to send
-            await client.writes.copy(self.name, k, reply, w, table, digest, deadline)  # type: ignore[arg-type]
+            await client.writes.copy(self.name, k, reply, table, digest, deadline)  # type: ignore[arg-type]
 
     async def aget_local(self, key, *, node: str) -> Optional[Result]:
         """Exactly what one node's replica stores for ``key`` (no quorum, no repair)."""

@@ -21,14 +21,15 @@ the ones a coordinated read gives.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ringkv.codec import decode_record, encode_record
 from ringkv.errors import RingKVError, Unavailable, from_wire
 from ringkv.keys import as_optional_count
 from ringkv.quorum.batching import MAX_READS
 from ringkv.quorum.dvv import DVVSet
-from ringkv.quorum.messages import KvReadMany, ReplicaPut, ReplicaRecords
+from ringkv.keyspaces import KeyspaceInfo
+from ringkv.quorum.messages import KeyspaceList, KvReadMany, ReplicaPut, ReplicaRecords
 from ringkv.quorum.plan import merge_records, stale_replicas
 from ringkv.wire import Message
 
@@ -66,8 +67,18 @@ class TurnBatches:
             asyncio.get_running_loop().call_soon(self._send, addr, digest, timeout)
         queue.append(item)
 
+    def flush(self) -> None:
+        """Send everything queued now (the client is closing)."""
+        for addr, digest in list(self._queues):
+            self._send(addr, digest, self._client.timeout)
+        transport = self._client.transport
+        if transport is not None:
+            transport.flush()
+
     def _send(self, addr: str, digest: bytes, timeout: float) -> None:
         items = self._queues.pop((addr, digest), [])
+        if not items:
+            return  # sent already by flush()
         limit, size, max_bytes = self._limit, self._size, self._max_bytes
         chunk: list = []
         total = 0
@@ -110,14 +121,16 @@ class _Read:
     one is neither decoded nor merged again, and needs no repair.
     """
 
-    __slots__ = ("out", "need", "waiting", "records", "ok", "lww", "keyspace", "key", "owner", "first", "same")
+    __slots__ = ("out", "need", "waiting", "records", "ok", "lww", "keyspace", "key", "owner", "first", "same", "table")
 
-    def __init__(self, owner: "DirectReads", keyspace: str, key: bytes, need: int, lww: bool, fut: asyncio.Future) -> None:
+    def __init__(self, owner: "DirectReads", keyspace: str, key: bytes, need: int, table: tuple[int, int, int, bool], fut: asyncio.Future) -> None:
         self.owner = owner
         self.keyspace = keyspace
         self.key = key
         self.need = need
-        self.lww = lww
+        #: the keyspace's settings this read assumes (the nodes check them)
+        self.table = table
+        self.lww = table[3]
         self.out = fut
         self.waiting = 0
         self.ok = 0
@@ -191,7 +204,9 @@ class DirectReads:
         return self._tables.get(keyspace)
 
     async def _list(self) -> None:
-        infos = await self._client.akeyspaces()
+        client = self._client
+        reply = await client.call(KeyspaceList(), timeout=client.timeout / 4)  # a slow answer: ask coordinators meanwhile
+        infos = [KeyspaceInfo.from_dict(d) for d in reply.keyspaces]  # type: ignore[attr-defined]
         self._tables = {i.name: (i.n, i.r, i.w, i.lww) for i in infos}
         self._tables_at = asyncio.get_running_loop().time()
 
@@ -201,17 +216,9 @@ class DirectReads:
             self._tables_at = -1e9
         self._client.stale()
 
-    def tables_of(self, keyspaces: Iterable[str]) -> list[list]:
-        """``[keyspace, n, r, w, lww]`` of each: what a ``kv.read_many`` or ``kv.write_many`` assumes."""
-        out = []
-        for name in keyspaces:
-            n, r, w, lww = self._tables.get(name) or (0, 0, 0, False)  # forgotten meanwhile: the node refuses
-            out.append([name, n, r, w, lww])
-        return out
-
     def start(self, keyspace: str, key: bytes, r: Optional[int], table: tuple[int, int, int, bool], timeout: float) -> Optional[asyncio.Future]:
         """The future of the merged record of ``key``; None when the client's view cannot place it."""
-        n, default_r, _, lww = table
+        n, default_r, _, _ = table
         need = as_optional_count(r, "r", n) or default_r
         client = self._client
         ring = client.ring()
@@ -220,7 +227,7 @@ class DirectReads:
         targets = [m for m in walk if m in alive and m in addr_of]
         if len(targets) < need:
             return None
-        read = _Read(self, keyspace, key, need, lww, asyncio.get_running_loop().create_future())
+        read = _Read(self, keyspace, key, need, table, asyncio.get_running_loop().create_future())
         digest = ring.digest
         for m in targets:
             read.waiting += 1
@@ -228,8 +235,13 @@ class DirectReads:
         return read.out
 
     def _message(self, digest: bytes, items: list[tuple[_Read, str]]) -> KvReadMany:
-        tables = self.tables_of(dict.fromkeys(read.keyspace for read, _ in items))
-        return KvReadMany(digest, tables, [[read.keyspace, read.key] for read, _ in items])
+        tables: dict[str, list] = {}
+        keys = []
+        for read, _ in items:
+            if read.keyspace not in tables:
+                tables[read.keyspace] = [read.keyspace, *read.table]
+            keys.append([read.keyspace, read.key])
+        return KvReadMany(digest, list(tables.values()), keys)
 
     def _deliver(self, items: list[tuple[_Read, str]], reply: object) -> None:
         if not (isinstance(reply, ReplicaRecords) and len(reply.records) == len(items)):

@@ -24,8 +24,7 @@ import asyncio
 from typing import TYPE_CHECKING, Optional
 
 from ringkv.client_reads import TurnBatches
-from ringkv.errors import RingKVError, Unavailable, from_wire
-from ringkv.keys import as_optional_count
+from ringkv.errors import RingKVError, Timeout, Unavailable, from_wire
 from ringkv.quorum.batching import MAX_BYTES
 from ringkv.quorum.messages import KvReplicate, KvWriteMany, KvWritten, ReplicaPutManyDone
 
@@ -36,12 +35,14 @@ __all__ = ["DirectWrites"]
 
 #: Copies per ``kv.write_many``, at most (and about ``MAX_BYTES`` of records).
 MAX_COPIES = 256
+#: Seconds a copy, or a hand-back, gets at least, even when the write itself used up the client's timeout.
+MIN_BUDGET = 0.25
 
 
 class _Copy:
     """One write's copies to the other replicas: done once ``need`` of them are acknowledged."""
 
-    __slots__ = ("keyspace", "key", "record", "w", "coordinator", "need", "ok", "waiting", "out", "owner", "handed")
+    __slots__ = ("keyspace", "key", "record", "w", "coordinator", "need", "ok", "waiting", "out", "owner", "handed", "missed", "table")
 
     def __init__(self, owner: "DirectWrites", keyspace: str, key: bytes, record: bytes, w: Optional[int], coordinator: str, need: int, fut: asyncio.Future) -> None:
         self.owner = owner
@@ -51,7 +52,12 @@ class _Copy:
         self.ok = 0
         self.waiting = 0
         self.out = fut
+        #: ``[keyspace, n, r, w, lww]`` as the client knew it when it wrote (the replicas check it)
+        self.table: list = []
+        #: the coordinator was asked to copy it (or is being asked)
         self.handed = False
+        #: some replica did not take its copy
+        self.missed = False
 
     def acked(self) -> None:
         self.waiting -= 1
@@ -61,6 +67,7 @@ class _Copy:
 
     def fail(self, exc: BaseException) -> None:
         self.waiting -= 1
+        self.missed = True
         if not self.out.done():
             if self.ok + self.waiting < self.need:
                 self.handed = True  # the writer hands it back now
@@ -80,21 +87,24 @@ class DirectWrites:
         #: ``copied``: writes the client copied to W replicas; ``handed_back``: ones it asked the coordinator to finish
         self.stats = {"copied": 0, "handed_back": 0}
 
-    async def copy(self, keyspace: str, key: bytes, written: KvWritten, w: Optional[int], table: tuple[int, int, int, bool],
-                   digest: bytes, deadline: float) -> None:
-        """Get ``written.record`` to W replicas, or raise as a coordinated write would."""
-        n, _, default_w, _ = table
-        need = (as_optional_count(w, "w", n) or default_w) - 1  # the coordinator's own copy counts
+    async def copy(self, keyspace: str, key: bytes, written: KvWritten, table: tuple[int, int, int, bool], digest: bytes, deadline: float) -> None:
+        """Get ``written.record`` to W replicas, or raise as a coordinated write would.
+
+        N and W are the coordinator's (``written.n``, ``written.w``): the
+        client's own copy of the keyspace settings may be out of date.
+        """
         client = self._client
         ring = client.ring()
         _, addr_of = client.live_members()
         loop = asyncio.get_running_loop()
-        copy = _Copy(self, keyspace, key, written.record, w, written.node, max(0, need), loop.create_future())
+        copy = _Copy(self, keyspace, key, written.record, written.w, written.node, max(0, written.w - 1), loop.create_future())
+        copy.table = [keyspace, *table]
         if ring.digest != digest:
             copy.out.set_exception(Unavailable("the client's ring changed"))
         else:
-            budget = max(0.0, (deadline - loop.time()) / 2)  # keep half for a hand-back
-            for m in ring.preference_list(key, n):
+            remaining = deadline - loop.time()
+            budget = max(remaining / 2, min(remaining, MIN_BUDGET), 0.001)  # keep half for a hand-back
+            for m in ring.preference_list(key, written.n):
                 if m == written.node:
                     continue
                 addr = addr_of.get(m)
@@ -103,22 +113,24 @@ class DirectWrites:
                     copy.fail(Unavailable(f"no address for {m}"))
                 else:
                     self._batches.add(addr, digest, (copy, m), budget)
-            if need <= 0 and not copy.out.done():
+            if copy.need == 0 and not copy.out.done():
                 copy.out.set_result(None)
         try:
             await copy.out
         except RingKVError:
             self.stats["handed_back"] += 1
-            await self._hand_back(copy, deadline - loop.time())
+            await self._hand_back(copy, max(deadline - loop.time(), MIN_BUDGET))
             return
         self.stats["copied"] += 1
+        if copy.missed:
+            self.hand_back_later(copy)  # W held, but a replica refused its copy: the coordinator hints it
 
     async def _hand_back(self, copy: _Copy, timeout: float) -> None:
         """The coordinator copies the record as after a write of its own (QuorumError, Timeout as for any write)."""
         addr = self._client.live_members()[1].get(copy.coordinator)
         if addr is None:
-            raise Unavailable(f"the coordinator of this write ({copy.coordinator}) is no longer known; the outcome is unknown")
-        await self._client.call(KvReplicate(copy.keyspace, copy.key, copy.record, copy.w), addr=addr, timeout=max(timeout, 0.001))
+            raise Timeout(f"the coordinator of this write ({copy.coordinator}) is no longer known; the outcome is unknown")
+        await self._client.call(KvReplicate(copy.keyspace, copy.key, copy.record, copy.w), addr=addr, timeout=timeout)
 
     def hand_back_later(self, copy: _Copy) -> None:
         """A copy failed after the write was reported done: the coordinator keeps a hint for it."""
@@ -137,9 +149,13 @@ class DirectWrites:
             pass  # the replicas that acked hold it; anti-entropy brings the rest
 
     def _message(self, digest: bytes, items: list[tuple[_Copy, str]]) -> KvWriteMany:
-        reads = self._client.reads
-        tables = reads.tables_of(dict.fromkeys(c.keyspace for c, _ in items))
-        return KvWriteMany(digest, tables, [[c.keyspace, c.key, c.record] for c, _ in items])
+        tables: dict[str, list] = {}
+        records = []
+        for c, _ in items:
+            if c.keyspace not in tables:
+                tables[c.keyspace] = c.table
+            records.append([c.keyspace, c.key, c.record])
+        return KvWriteMany(digest, list(tables.values()), records)
 
     def _deliver(self, items: list[tuple[_Copy, str]], reply: object) -> None:
         if not isinstance(reply, ReplicaPutManyDone):
@@ -159,7 +175,11 @@ class DirectWrites:
             self._client.reads.forget(items[0][0].keyspace)
 
     async def aclose(self) -> None:
-        for task in list(self._background):
-            task.cancel()
+        """Send the copies still queued, and give hand-backs in progress the client's timeout to finish."""
+        self._batches.flush()
         if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+            _, late = await asyncio.wait(list(self._background), timeout=self._client.timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.gather(*late, return_exceptions=True)

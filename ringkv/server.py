@@ -17,7 +17,7 @@ from typing import Optional
 import msgpack
 
 from ringkv.config import StoreOptions
-from ringkv.errors import BadRequest, NotFound, RingKVError, TooLarge, Unavailable, WrongType
+from ringkv.errors import BadRequest, NotFound, RingKVError, TooLarge, Unavailable, WrongType, to_wire
 from ringkv.gossip import (
     DOWN,
     GOSSIP_MESSAGES,
@@ -74,6 +74,7 @@ from ringkv.quorum.messages import (
     LocalGet,
     ReplicaPut,
     ReplicaPutMany,
+    ReplicaPutManyDone,
     ReplicaRead,
     ReplicaReadMany,
     ReplicaScan,
@@ -519,7 +520,7 @@ class NodeServer:
             return coordinator.put_future(msg, self._work_deadline(deadline))  # type: ignore[arg-type]
         return NotImplemented
 
-    def _check_view(self, msg: "KvReadMany | KvWriteMany") -> None:
+    def _check_view(self, msg: "KvReadMany | KvWriteMany", keyspaces: set) -> None:
         """A client placing keys itself must place them, and see keyspaces, as we do.
 
         Otherwise it would merge answers from, or copy writes to, replicas
@@ -528,6 +529,8 @@ class NodeServer:
         """
         if msg.ring != self.ring.digest:
             raise Unavailable("this node's ring differs from the client's; ask a coordinator")
+        if not keyspaces <= {t[0] for t in msg.tables}:
+            raise Unavailable("a keyspace's settings are missing; ask a coordinator")
         for name, n, r, w, lww in msg.tables:
             try:
                 info = self.catalog.get(name)
@@ -538,21 +541,30 @@ class NodeServer:
 
     def _on_read_many(self, msg: KvReadMany) -> Message:
         """A client's own quorum read: our stored records of its keys."""
-        self._check_view(msg)
+        self._check_view(msg, {ks for ks, _ in msg.keys})
         coordinator = self.coordinator
         assert coordinator is not None
-        if any(len(key) > coordinator.max_key_size for _, key in msg.keys):
-            raise TooLarge(f"a key is over the {coordinator.max_key_size}-byte limit")
         coordinator.stats["client_reads"] += len(msg.keys)
         return coordinator.on_replica_read_many(msg)
 
     def _on_write_many(self, msg: KvWriteMany) -> Message:
         """Copies of writes a coordinator made, sent by the client that asked for them."""
-        self._check_view(msg)
+        if self.future_ring is not self.ring:
+            raise Unavailable("owners are changing (a join or leave): the coordinator copies this write")
+        self._check_view(msg, {ks for ks, _, _ in msg.records})
         coordinator = self.coordinator
         assert coordinator is not None
         coordinator.stats["client_copies"] += len(msg.records)
-        return coordinator.on_replica_put_many(ReplicaPutMany([[ks, key, raw, None] for ks, key, raw in msg.records]))
+        limit = coordinator.max_key_size
+        ok = [[ks, key, raw, None] if len(key) <= limit else None for ks, key, raw in msg.records]
+        if all(item is not None for item in ok):
+            return coordinator.on_replica_put_many(ReplicaPutMany(ok))
+        done = coordinator.on_replica_put_many(ReplicaPutMany([item for item in ok if item is not None]))
+        index = [i for i, item in enumerate(ok) if item is not None]  # their places in the message
+        failed = [[index[j], code, text] for j, code, text in done.failed]
+        code, text, _ = to_wire(TooLarge(f"key is over the {limit}-byte limit"))
+        failed += [[i, code, text] for i, item in enumerate(ok) if item is None]
+        return ReplicaPutManyDone(sorted(failed))
 
     def _accept_push(self, msg: StreamPush) -> None:
         self.elastic.streamer.accept(self.coordinator.table(msg.table), msg.entries)

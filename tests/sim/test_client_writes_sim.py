@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ringkv.errors import QuorumError
-from ringkv.quorum.messages import KvDone, KvPut, KvReplicate, KvWritten, LocalGet
+from ringkv.errors import QuorumError, Unavailable
+from ringkv.quorum.messages import KvDone, KvPut, KvReplicate, KvWriteMany, KvWritten, LocalGet, ReplicaPutManyDone
 from ringkv.ring import Ring
 from ringkv.simcluster import SimCluster
 from ringkv.simloop import run_virtual
@@ -159,3 +159,126 @@ async def _async(value):
 async def _has(client, addr: str, value: bytes) -> bool:
     reply = await client.call(LocalGet("data", b"k"), addr=addr)
     return reply.record is not None and value in reply.record
+
+
+def test_w_follows_the_coordinator_when_the_clients_keyspace_settings_are_out_of_date(tmp_path):
+    async def main():
+        cluster, client = await _cluster(tmp_path)
+        try:
+            other = await cluster.client(1)
+            await client.keyspace("data").aput(b"warm", b"x")  # the client now knows data as n=3 w=2
+            await other.akeyspace_drop("data")
+            await other.akeyspace_create("data", n=3, r=1, w=3)
+            await client.keyspace("data").aput(b"k", b"value-under-w3")
+            holders = await _holders(cluster, client, b"k", b"value-under-w3")
+            silent = cluster.configs[2].listen
+            cluster.net.partition({cluster.configs[0].listen, cluster.configs[1].listen, client._transport.address}, {silent})
+            try:
+                await client.keyspace("data").aput(b"k2", b"value-two")
+            except QuorumError as exc:
+                return holders, exc
+            return holders, None
+        finally:
+            await cluster.stop()
+
+    holders, error = run_virtual(main())
+    assert holders == 3  # W=3 means three copies when the put returns
+    # and a silent third replica fails it, although the client last knew the keyspace with W=2
+    assert isinstance(error, QuorumError) and (error.acks, error.required) == (2, 3)
+
+
+def test_a_replica_that_refuses_its_copy_still_gets_the_write_through_the_coordinator(tmp_path, monkeypatch):
+    async def main():
+        cluster, client = await _cluster(tmp_path)
+        try:
+            refusing = cluster.servers[2]
+
+            def refuse(msg):
+                raise Unavailable("not now")
+
+            monkeypatch.setattr(refusing, "_on_write_many", refuse)
+            ks = client.keyspace("data")
+            for i in range(20):
+                await ks.aput(b"k%d" % i, b"value-%d" % i)
+            lagging = cluster.configs[2].listen
+
+            async def all_there():
+                for i in range(20):
+                    reply = await client.call(LocalGet("data", b"k%d" % i), addr=lagging)
+                    if reply.record is None or b"value-%d" % i not in reply.record:
+                        return False
+                return True
+
+            ring = client.ring()
+            expected = sum(ring.preference_list(b"k%d" % i, 3)[0] != refusing.node_id for i in range(20))
+            return await _until(cluster, all_there, timeout=3), client.writes.stats["handed_back"], expected
+        finally:
+            await cluster.stop()
+
+    everywhere, handed, expected = run_virtual(main())
+    assert everywhere, "a refused copy must reach its replica through the coordinator"
+    assert handed == expected > 0  # every write node 2 did not coordinate itself went back to its coordinator
+
+
+def test_a_copy_refused_before_w_is_reached_is_still_handed_back():
+    from ringkv.client_writes import _Copy
+
+    async def main():
+        handed = []
+
+        class Owner:
+            def hand_back_later(self, copy):
+                handed.append(copy)
+
+        copy = _Copy(Owner(), "data", b"k", b"rec", 2, "c", 1, asyncio.get_running_loop().create_future())
+        copy.waiting = 2
+        copy.fail(Unavailable("refused"))  # W still reachable through the other replica
+        assert not copy.out.done()
+        copy.acked()
+        return copy.out.done() and copy.out.exception() is None, copy.missed, handed
+
+    done, missed, handed = asyncio.run(main())
+    assert done and missed and not handed  # DirectWrites.copy hands it back once the put is answered
+
+
+def test_write_many_refuses_during_owner_changes_and_checks_its_input(tmp_path):
+    async def main():
+        cluster, client = await _cluster(tmp_path)
+        try:
+            node = cluster.servers[1]
+            addr = cluster.configs[1].listen
+            digest = client.ring().digest
+            table = [["data", 3, 2, 2, False]]
+            record = (await client.call(KvPut("data", b"k", b"value-x", None, None, None, "r1", False, None), b"k", idempotent=False))
+            raw = (await client.call(LocalGet("data", b"k"), addr=addr)).record
+            answers = {}
+            cases = {
+                "big key": KvWriteMany(digest, table, [["data", b"x" * (1 << 20), raw], ["data", b"k", raw]]),
+                "no settings": KvWriteMany(digest, [], [["data", b"k", raw]]),
+                "corrupt": KvWriteMany(digest, table, [["data", b"k", b"\x07garbage"]]),
+            }
+            for name, msg in cases.items():
+                try:
+                    answers[name] = await client.call(msg, addr=addr)
+                except Exception as exc:
+                    answers[name] = exc
+            node.future_ring = Ring({**node.ring.to_dict(), "joiner": [1, 2, 3]})
+            try:
+                answers["joining"] = await client.call(KvWriteMany(digest, table, [["data", b"k", raw]]), addr=addr)
+            except Exception as exc:
+                answers["joining"] = exc
+            node.future_ring = node.ring
+            still = await client.keyspace("data").aget(b"k")
+            return record, answers, still
+        finally:
+            await cluster.stop()
+
+    record, answers, still = run_virtual(main())
+    assert isinstance(record, KvDone)
+    big = answers["big key"]
+    assert isinstance(big, ReplicaPutManyDone) and [f[0] for f in big.failed] == [0] and big.failed[0][1] == "too_large"
+    assert isinstance(answers["no settings"], Unavailable)
+    corrupt = answers["corrupt"]
+    assert isinstance(corrupt, ReplicaPutManyDone) and [f[0] for f in corrupt.failed] == [0]
+    assert isinstance(answers["joining"], Unavailable)
+    assert still.value == b"value-x"  # nothing stored was harmed
