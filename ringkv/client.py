@@ -3,7 +3,9 @@
 :class:`AsyncClient` is the one implementation: it runs on an asyncio loop,
 keeps many requests in flight over one DEALER per node, learns the ring and
 sends each request to a replica of its key (token-aware), falling back to
-other live nodes. :class:`Client` is a thin sync wrapper that runs an
+other live nodes. Gets it coordinates itself, and the copies of its puts it
+sends itself (:mod:`ringkv.client_reads`, :mod:`ringkv.client_writes`),
+whenever its view of the ring and keyspaces matches the nodes'. :class:`Client` is a thin sync wrapper that runs an
 AsyncClient on a background loop; its ``a*`` twins await the same core from
 any loop. There is no second copy of the logic.
 """

@@ -36,7 +36,7 @@ from ringkv.wire import Message
 if TYPE_CHECKING:  # pragma: no cover
     from ringkv.client import AsyncClient
 
-__all__ = ["DirectReads", "TurnBatches"]
+__all__ = ["DirectReads", "TurnBatches", "deliver_each", "settings_of"]
 
 #: How long the client trusts its copy of the keyspace list (seconds).
 TABLES_EVERY = 2.0
@@ -112,6 +112,25 @@ class TurnBatches:
             self._fail(items, exc if isinstance(exc, RingKVError) else Unavailable(str(exc)))
             return
         self._deliver(items, req.result())
+
+
+def settings_of(items: list) -> list[list]:
+    """``[keyspace, n, r, w, lww]`` of each keyspace among ``(request, node)`` items, as their requests assumed."""
+    tables: dict[str, list] = {}
+    for req, _ in items:
+        if req.keyspace not in tables:
+            tables[req.keyspace] = [req.keyspace, *req.table]
+    return list(tables.values())
+
+
+def deliver_each(items: list, failed: list, ok: Callable[[int, tuple], None]) -> None:
+    """Per item of a batch: its request fails with the error the node listed for it, or ``ok(index, item)``."""
+    errors = {i: from_wire(code, text) for i, code, text in failed}
+    for i, item in enumerate(items):
+        if i in errors:
+            item[0].fail(errors[i])
+        else:
+            ok(i, item)
 
 
 class _Read:
@@ -235,24 +254,14 @@ class DirectReads:
         return read.out
 
     def _message(self, digest: bytes, items: list[tuple[_Read, str]]) -> KvReadMany:
-        tables: dict[str, list] = {}
-        keys = []
-        for read, _ in items:
-            if read.keyspace not in tables:
-                tables[read.keyspace] = [read.keyspace, *read.table]
-            keys.append([read.keyspace, read.key])
-        return KvReadMany(digest, list(tables.values()), keys)
+        return KvReadMany(digest, settings_of(items), [[read.keyspace, read.key] for read, _ in items])
 
     def _deliver(self, items: list[tuple[_Read, str]], reply: object) -> None:
         if not (isinstance(reply, ReplicaRecords) and len(reply.records) == len(items)):
             self._fail(items, Unavailable(f"unexpected answer to kv.read_many: {type(reply).__name__}"))
             return
-        failed = {i: from_wire(code, text) for i, code, text in reply.failed}
-        for i, (read, node) in enumerate(items):
-            if i in failed:
-                read.fail(failed[i])
-            else:
-                read.answer(node, reply.records[i])
+        records = reply.records
+        deliver_each(items, reply.failed, lambda i, item: item[0].answer(item[1], records[i]))
 
     def _fail(self, items: list[tuple[_Read, str]], exc: RingKVError) -> None:
         for read, _ in items:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Optional
 
-from ringkv.client_reads import TurnBatches
-from ringkv.errors import RingKVError, Timeout, Unavailable, from_wire
+from ringkv.client_reads import TurnBatches, deliver_each, settings_of
+from ringkv.errors import RingKVError, Timeout, Unavailable
 from ringkv.quorum.batching import MAX_BYTES
 from ringkv.quorum.messages import KvReplicate, KvWriteMany, KvWritten, ReplicaPutManyDone
 
@@ -52,8 +52,8 @@ class _Copy:
         self.ok = 0
         self.waiting = 0
         self.out = fut
-        #: ``[keyspace, n, r, w, lww]`` as the client knew it when it wrote (the replicas check it)
-        self.table: list = []
+        #: ``(n, r, w, lww)`` of the keyspace as the client knew it when it wrote (the replicas check it)
+        self.table: tuple = ()
         #: the coordinator was asked to copy it (or is being asked)
         self.handed = False
         #: some replica did not take its copy
@@ -98,7 +98,7 @@ class DirectWrites:
         _, addr_of = client.live_members()
         loop = asyncio.get_running_loop()
         copy = _Copy(self, keyspace, key, written.record, written.w, written.node, max(0, written.w - 1), loop.create_future())
-        copy.table = [keyspace, *table]
+        copy.table = table
         if ring.digest != digest:
             copy.out.set_exception(Unavailable("the client's ring changed"))
         else:
@@ -149,24 +149,13 @@ class DirectWrites:
             pass  # the replicas that acked hold it; anti-entropy brings the rest
 
     def _message(self, digest: bytes, items: list[tuple[_Copy, str]]) -> KvWriteMany:
-        tables: dict[str, list] = {}
-        records = []
-        for c, _ in items:
-            if c.keyspace not in tables:
-                tables[c.keyspace] = c.table
-            records.append([c.keyspace, c.key, c.record])
-        return KvWriteMany(digest, list(tables.values()), records)
+        return KvWriteMany(digest, settings_of(items), [[c.keyspace, c.key, c.record] for c, _ in items])
 
     def _deliver(self, items: list[tuple[_Copy, str]], reply: object) -> None:
         if not isinstance(reply, ReplicaPutManyDone):
             self._fail(items, Unavailable(f"unexpected answer to kv.write_many: {type(reply).__name__}"))
             return
-        failed = {i: from_wire(code, text) for i, code, text in reply.failed}
-        for i, (copy, _) in enumerate(items):
-            if i in failed:
-                copy.fail(failed[i])
-            else:
-                copy.acked()
+        deliver_each(items, reply.failed, lambda i, item: item[0].acked())
 
     def _fail(self, items: list[tuple[_Copy, str]], exc: RingKVError) -> None:
         for copy, _ in items:
