@@ -323,8 +323,8 @@ class FeedService:
         now = asyncio.get_running_loop().time()
         deadline = now + (deadline - now) / 2
         futs = [self.c._call_future(n, digest_req, deadline) for n in others]
-        self._flush()
         try:
+            self._flush()  # a failing WAL sync falls back to the merged read below, like any other failure here
             page: FeedPage | FeedPackedPage
             if source == me:
                 rows, full = self._scan_rows(req)

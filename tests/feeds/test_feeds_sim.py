@@ -484,3 +484,34 @@ def test_length_at_r_counts_what_an_iteration_at_r_returns_when_a_replica_missed
     assert removed not in seen and len(seen) == 9
     assert first == len(seen), "length(r=2) counted an entry whose remove was acknowledged"
     assert again == 9
+
+
+def test_a_failing_flush_before_a_digest_read_falls_back_to_the_merged_read(tmp_path):
+    """The node flushes (and, with fsync, syncs its log) before scanning its
+    own page; when that fails the page comes from the merged read instead of
+    failing the request."""
+    from ringkv.errors import Unavailable
+
+    async def main():
+        cluster = await SimCluster(str(tmp_path), 3, seed=13).start()
+        try:
+            client = await cluster.client(0)
+            feed = client.feed("flaky")
+            await _fill(feed, 300)
+            before = _stats(cluster, "feed_scan_merges")
+            failures = []
+
+            def failing_flush():
+                failures.append(1)
+                raise Unavailable("write-ahead log sync failed")
+
+            for s in cluster.servers:
+                s.feeds._flush = failing_flush
+            ids = await _all_ids(feed)
+            return ids, len(failures), _stats(cluster, "feed_scan_merges") - before
+        finally:
+            await cluster.stop()
+
+    ids, failures, merges = run_virtual(main())
+    assert len(ids) == 300 and ids == sorted(ids)
+    assert failures > 0 and merges > 0
