@@ -105,8 +105,8 @@ class AsyncClient:
                     raise
 
     async def aclose(self) -> None:
+        await self.writes.aclose()  # first: a copy failing meanwhile can still go back to its coordinator
         self._closed = True
-        await self.writes.aclose()
         if self._refreshing is not None:
             self._refreshing.cancel()
         if self._own_transport and self._transport is not None:
@@ -338,10 +338,10 @@ class AsyncKeyspace:
         timeout = None
         if not client._closed:
             reads = client.reads
+            loop = asyncio.get_running_loop()
+            start = loop.time()
             table = reads._tables.get(self.name) or await reads.table(self.name)
             if table is not None:
-                loop = asyncio.get_running_loop()
-                start = loop.time()
                 try:
                     fut = reads.start(self.name, k, r, table, client.timeout / 4)  # silent replicas: leave a coordinator time
                 except RingKVError:  # r= beyond an N that may be out of date: the coordinator judges
@@ -380,12 +380,13 @@ class AsyncKeyspace:
         if timestamp is not None and type(timestamp) is not int:
             raise WrongType("timestamp must be int milliseconds since the epoch")
         client = self._client
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + client.timeout
         table = None if client._closed else client.reads._tables.get(self.name) or await client.reads.table(self.name)
         ring = client.ring()
         digest = ring.digest if table is not None and len(ring) else None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + client.timeout
-        reply = await client.call(KvPut(self.name, k, value, context, w, timestamp, client.request_id(), False, digest), k, idempotent=False)
+        msg = KvPut(self.name, k, value, context, w, timestamp, client.request_id(), False, digest)
+        reply = await client.call(msg, k, idempotent=False, timeout=max(deadline - loop.time(), 0.001))
         if isinstance(reply, KvWritten):  # the coordinator stored it; the copies are ours to send
             await client.writes.copy(self.name, k, reply, table, digest, deadline)  # type: ignore[arg-type]
 

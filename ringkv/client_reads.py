@@ -24,7 +24,7 @@ import asyncio
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ringkv.codec import decode_record, encode_record
-from ringkv.errors import RingKVError, Unavailable, from_wire
+from ringkv.errors import ProtocolError, RingKVError, Unavailable, from_wire
 from ringkv.keys import as_optional_count
 from ringkv.quorum.batching import MAX_READS
 from ringkv.quorum.dvv import DVVSet
@@ -129,8 +129,11 @@ def deliver_each(items: list, failed: list, ok: Callable[[int, tuple], None]) ->
     for i, item in enumerate(items):
         if i in errors:
             item[0].fail(errors[i])
-        else:
+            continue
+        try:
             ok(i, item)
+        except Exception as exc:  # what a node sent breaks this request alone, never the batch or the loop
+            item[0].fail(exc if isinstance(exc, RingKVError) else ProtocolError(f"bad answer: {exc}"))
 
 
 class _Read:
@@ -175,14 +178,18 @@ class _Read:
         self.waiting -= 1
         self.ok += 1
         out = self.out
-        if self.ok == self.need and not out.done():
-            if self.same:
-                rec = records[node]
-                out.set_result(rec if rec is not None else DVVSet())
-            else:
-                out.set_result(merge_records(records.values(), self.lww))
-        if not self.waiting and not self.same and self.ok >= self.need:
-            self.owner.repair(self)
+        try:
+            if self.ok == self.need and not out.done():
+                if self.same:
+                    rec = records[node]
+                    out.set_result(rec if rec is not None else DVVSet())
+                else:
+                    out.set_result(merge_records(records.values(), self.lww))
+            if not self.waiting and not self.same and self.ok >= self.need:
+                self.owner.repair(self)
+        except Exception as exc:  # copies that do not merge: this read fails (a coordinator is asked), nothing else
+            if not out.done():
+                out.set_exception(ProtocolError(f"replicas' records do not merge: {exc}"))
 
     def fail(self, exc: BaseException) -> None:
         self.waiting -= 1

@@ -24,7 +24,7 @@ import asyncio
 from typing import TYPE_CHECKING, Optional
 
 from ringkv.client_reads import TurnBatches, deliver_each, settings_of
-from ringkv.errors import RingKVError, Timeout, Unavailable
+from ringkv.errors import QuorumError, RingKVError, Timeout, Unavailable
 from ringkv.quorum.batching import MAX_BYTES
 from ringkv.quorum.messages import KvReplicate, KvWriteMany, KvWritten, ReplicaPutManyDone
 
@@ -65,6 +65,13 @@ class _Copy:
         if self.ok >= self.need and not self.out.done():
             self.out.set_result(None)
 
+    def expire(self) -> None:
+        """This write's budget for its copies is spent: what has not answered yet counts as failed."""
+        if not self.out.done() and self.ok < self.need:
+            self.handed = True
+            self.missed = True
+            self.out.set_exception(Timeout("copies not acknowledged in time"))
+
     def fail(self, exc: BaseException) -> None:
         self.waiting -= 1
         self.missed = True
@@ -99,28 +106,38 @@ class DirectWrites:
         loop = asyncio.get_running_loop()
         copy = _Copy(self, keyspace, key, written.record, written.w, written.node, max(0, written.w - 1), loop.create_future())
         copy.table = table
+        timer = None
         if ring.digest != digest:
             copy.out.set_exception(Unavailable("the client's ring changed"))
         else:
             remaining = deadline - loop.time()
             budget = max(remaining / 2, min(remaining, MIN_BUDGET), 0.001)  # keep half for a hand-back
-            for m in ring.preference_list(key, written.n):
-                if m == written.node:
-                    continue
+            targets = [m for m in ring.preference_list(key, written.n) if m != written.node]
+            copy.waiting = len(targets)
+            for m in targets:
                 addr = addr_of.get(m)
-                copy.waiting += 1
                 if addr is None:
                     copy.fail(Unavailable(f"no address for {m}"))
                 else:
                     self._batches.add(addr, digest, (copy, m), budget)
             if copy.need == 0 and not copy.out.done():
                 copy.out.set_result(None)
+            # a batch keeps the budget of its first copy: this one's own ends here
+            timer = loop.call_later(budget, copy.expire)
         try:
             await copy.out
         except RingKVError:
             self.stats["handed_back"] += 1
-            await self._hand_back(copy, max(deadline - loop.time(), MIN_BUDGET))
+            try:
+                await self._hand_back(copy, max(deadline - loop.time(), MIN_BUDGET))
+            except QuorumError:
+                raise
+            except RingKVError as exc:  # the coordinator holds the write whatever happened here: not "not delivered"
+                raise Timeout(f"the write was stored but its copies could not be confirmed ({exc}); the outcome is unknown") from None
             return
+        finally:
+            if timer is not None:
+                timer.cancel()
         self.stats["copied"] += 1
         if copy.missed:
             self.hand_back_later(copy)  # W held, but a replica refused its copy: the coordinator hints it

@@ -45,6 +45,13 @@ def encode_record(rec: DVVSet) -> bytes:
     return _V1 + _packb([rec.clock, entries])
 
 
+def _check_clock(clock: dict) -> None:
+    """Actor names and counters, or a merge with this record would fail far from here."""
+    for actor, counter in clock.items():
+        if type(actor) is not str or type(counter) is not int:
+            raise ValueError("bad clock")
+
+
 def decode_parts(data: bytes) -> tuple[dict, tuple]:
     """``(clock, entries)`` of a record without building a DVVSet (the read fast path)."""
     try:
@@ -56,12 +63,14 @@ def decode_parts(data: bytes) -> tuple[dict, tuple]:
             clock, actor, counter, ts = _unpackb(data[5:end], raw=False, use_list=False)
             if type(clock) is not dict or type(actor) is not str or type(counter) is not int or type(ts) is not int:
                 raise ValueError("bad header")
+            _check_clock(clock)
             return clock, ((actor, counter, ts, data[end:]),)
         if kind != FORMAT_V1:
             raise CorruptRecord(f"unknown record format {data[:1].hex()}")
         clock, entries = _unpackb(data[1:], raw=False, use_list=False)
         if type(clock) is not dict or type(entries) is not tuple:
             raise ValueError("bad layout")
+        _check_clock(clock)
         for e in entries:
             if len(e) != 4 or type(e[3]) not in _VALUE_TYPES or type(e[2]) is not int or type(e[1]) is not int or type(e[0]) is not str:
                 raise ValueError("bad entry")

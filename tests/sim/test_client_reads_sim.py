@@ -227,3 +227,27 @@ def test_a_node_answers_read_many_only_for_its_own_ring_and_keyspaces(tmp_path):
 
     for name in ("ring", "settings", "unknown"):
         assert isinstance(answers[name], Unavailable), name
+
+
+def test_an_answer_that_breaks_one_request_fails_it_alone():
+    from ringkv.client_reads import deliver_each
+    from ringkv.errors import ProtocolError
+
+    class Request:
+        def __init__(self):
+            self.failed = None
+            self.answered = None
+
+        def fail(self, exc):
+            self.failed = exc
+
+    def ok(i, item):
+        if i == 1:
+            raise TypeError("a record no merge can use")
+        item[0].answered = i
+
+    items = [(Request(), "n0"), (Request(), "n1"), (Request(), "n2"), (Request(), "n3")]
+    deliver_each(items, [[3, "not_found", "no such keyspace"]], ok)
+    assert items[0][0].answered == 0 and items[2][0].answered == 2
+    assert isinstance(items[1][0].failed, ProtocolError)
+    assert isinstance(items[3][0].failed, NotFound)

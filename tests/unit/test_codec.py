@@ -45,6 +45,11 @@ def test_truncated_and_mutated_records_raise_only_corrupt_record(data):
             pass
 
 
+def _one_value_record(clock) -> bytes:
+    head = msgpack.packb([clock, "a.1", 1, 1])
+    return b"\x02" + len(head).to_bytes(4, "big") + head + b"v"
+
+
 @pytest.mark.parametrize(
     "payload",
     [
@@ -57,6 +62,9 @@ def test_truncated_and_mutated_records_raise_only_corrupt_record(data):
         b"\x01" + msgpack.packb([{}, [["a.1", "x", 1, b"v"]]]),  # str counter
         b"\x01" + msgpack.packb([[], []]),  # clock not a map
         b"\x01" + msgpack.packb({"a": 1}),
+        b"\x01" + msgpack.packb([{"a.1": "x"}, []]),  # counter in the clock not an int: no merge could use it
+        b"\x01" + msgpack.packb([{1: 2}, []]),  # actor in the clock not a str
+        _one_value_record({"a.1": [1]}),
     ],
 )
 def test_known_bad_records(payload):
