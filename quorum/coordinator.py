@@ -505,18 +505,32 @@ class Coordinator:
         return ReplicaPutManyDone(failed)
 
     def on_replica_read_many(self, msg: "ReplicaReadMany | KvReadMany") -> ReplicaRecords:
-        records: list = []
+        """Our records of a batch of keys: one multi-get per keyspace; a bad key or keyspace fails alone."""
+        keys = msg.keys
+        records: list = [None] * len(keys)
         failed: list[list] = []
+        groups: dict[str, list[int]] = {}
+        for i, (keyspace, _) in enumerate(keys):
+            groups.setdefault(keyspace, []).append(i)
         storage = self.replica.storage
-        for i, (keyspace, key) in enumerate(msg.keys):
+        for keyspace, idx in groups.items():
             try:
-                self._check_key(key)
                 table = self.table(keyspace)
-                records.append(storage.get(table.cf, table.skey(key)))
+                wanted = []
+                for i in idx:
+                    try:
+                        self._check_key(keys[i][1])
+                    except RingKVError as exc:
+                        failed.append([i, *to_wire(exc)[:2]])
+                        continue
+                    wanted.append(i)
+                for i, raw in zip(wanted, storage.get_many(table.cf, [table.skey(keys[i][1]) for i in wanted])):
+                    records[i] = raw
             except RingKVError as exc:
-                records.append(None)
                 code, text, _ = to_wire(exc)
-                failed.append([i, code, text])
+                done = {f[0] for f in failed}
+                failed.extend([i, code, text] for i in idx if i not in done)
+        failed.sort()
         return ReplicaRecords(records, failed)
 
     def on_replica_read(self, msg: ReplicaRead) -> ReplicaRecord:

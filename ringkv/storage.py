@@ -236,6 +236,11 @@ class Storage:
         with _rocks_errors("read"):
             return self.cf(cf).get(key)
 
+    def get_many(self, cf: str, keys: list[bytes]) -> list[Optional[bytes]]:
+        """The values of ``keys`` (None where absent), in one RocksDB multi-get."""
+        with _rocks_errors("read"):
+            return self.cf(cf).get(keys)
+
     def put(self, cf: str, key: bytes, value: bytes) -> None:
         with _rocks_errors("write"):
             if cf == META_CF:
