@@ -6,6 +6,7 @@ twice after a timeout (a second append would be a second entry).
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Awaitable, Callable, Optional
 
@@ -15,6 +16,8 @@ from ringkv.feeds.ids import format_id, parse_id
 from ringkv.feeds.messages import FeedAppend, FeedGet, FeedLength, FeedList, FeedRemove, FeedScan
 from ringkv.feeds.service import check_feed
 from ringkv.keys import as_value
+from ringkv.quorum.messages import KvWritten
+from ringkv.quorum.tables import FEEDS_SUFFIX, feed_entry_key
 
 if TYPE_CHECKING:
     from ringkv.client import AsyncClient, _Runner
@@ -45,9 +48,16 @@ class AsyncFeed(AsyncFeedAPI):
         marks = self._client.feed_marks
         mark_key = (self._keyspace, self._feed)
         after, n = marks.get(mark_key, (None, 0))
-        msg = FeedAppend(self._keyspace, self._feed, as_value(data, 1 << 30), _opt_count(w, "w"), False, self._client.request_id(), after)
-        reply = await self._client.call(msg, self._feed, idempotent=False, spread=n)
+        client = self._client
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + client.timeout
+        table, digest = await client.copy_offer(self._keyspace)
+        msg = FeedAppend(self._keyspace, self._feed, as_value(data, 1 << 30), _opt_count(w, "w"), False, client.request_id(), after, digest)
+        reply = await client.call(msg, self._feed, idempotent=False, spread=n, timeout=max(deadline - loop.time(), 0.001))
         eid = reply.entry_id  # type: ignore[attr-defined]
+        if reply.record is not None:  # type: ignore[attr-defined]  # stored by its coordinator; the copies are ours to send
+            written = KvWritten(reply.record, reply.node, reply.n, reply.w)  # type: ignore[attr-defined]
+            await client.writes.copy(self._keyspace + FEEDS_SUFFIX, feed_entry_key(self._feed, eid), written, table, digest, deadline, place=self._feed)
         last = marks.get(mark_key, (None, 0))[0]
         marks[mark_key] = (eid if last is None or eid > last else last, reply.n)  # type: ignore[attr-defined]
         return format_id(eid)

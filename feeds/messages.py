@@ -48,6 +48,8 @@ class FeedAppend(Message):
     #: The newest entry id this writer appended to the feed: the new entry sorts after it,
     #: whichever replica makes it (a writer's appends keep their order).
     after: bytes | None = None
+    #: The client's ring digest when it offers to copy the entry to the other replicas (as ``kv.put``'s).
+    ring: bytes | None = None
 
 
 @message("feed.appended")
@@ -56,6 +58,11 @@ class FeedAppended(Message):
 
     entry_id: bytes
     n: int = 0
+    #: Set when the client copies the entry (its append offered to): the record the
+    #: coordinator ``node`` stored, and the write's W, as in ``kv.written``.
+    record: bytes | None = None
+    node: str = ""
+    w: int = 0
 
 
 @message("feed.scan")

@@ -43,7 +43,7 @@ from ringkv.feeds.store import FeedStore, entry_data, page_of
 from ringkv.keys import as_optional_count
 from ringkv.quorum.coordinator import Coordinator
 from ringkv.quorum.dvv import DVVSet, encode_context
-from ringkv.quorum.messages import KvPut, ReplicaPut
+from ringkv.quorum.messages import KvPut, KvWritten, ReplicaPut
 from ringkv.quorum.plan import merge_records
 from ringkv.quorum.scan import gather_replies
 from ringkv.quorum.tables import ENTRY_ID_LEN, FEEDS_SUFFIX, MAX_FEED_NAME, Table, feed_entry_key, feed_prefix, split_feed_key
@@ -161,7 +161,10 @@ class FeedService:
             if rid:
                 self._recent[rid] = entry_id
         # the same request id again re-sends the same record (no second entry, no new dot)
-        await self.c.put(KvPut(table.wire_name, feed_entry_key(feed, entry_id), msg.data, None, msg.w, None, rid and "feed:" + rid, True), deadline, walk=walk)
+        done = await self.c.put(KvPut(table.wire_name, feed_entry_key(feed, entry_id), msg.data, None, msg.w, None, rid and "feed:" + rid, True, msg.ring),
+                                deadline, walk=walk)
+        if isinstance(done, KvWritten):  # the client copies it to the other replicas
+            return FeedAppended(entry_id, table.info.n, done.record, done.node, done.w)
         return FeedAppended(entry_id, table.info.n)
 
     async def remove(self, msg: FeedRemove, deadline: float) -> None:

@@ -145,6 +145,12 @@ class AsyncClient:
         """Members believed alive, and every member's address, as last learned."""
         return self._alive, self._addr_of
 
+    async def copy_offer(self, keyspace: str) -> tuple[Optional[tuple[int, int, int, bool]], Optional[bytes]]:
+        """``keyspace``'s settings and our ring digest, for a write whose copies we offer to send; (None, None) if we cannot."""
+        table = None if self._closed else self.reads._tables.get(keyspace) or await self.reads.table(keyspace)
+        ring = self._ring
+        return (table, ring.digest) if table is not None and len(ring) else (None, None)
+
     def stale(self) -> None:
         """Learn the cluster's view again with the next request."""
         self._refreshed = -1e9
@@ -382,9 +388,7 @@ class AsyncKeyspace:
         client = self._client
         loop = asyncio.get_running_loop()
         deadline = loop.time() + client.timeout
-        table = None if client._closed else client.reads._tables.get(self.name) or await client.reads.table(self.name)
-        ring = client.ring()
-        digest = ring.digest if table is not None and len(ring) else None
+        table, digest = await client.copy_offer(self.name)
         msg = KvPut(self.name, k, value, context, w, timestamp, client.request_id(), False, digest)
         reply = await client.call(msg, k, idempotent=False, timeout=max(deadline - loop.time(), 0.001))
         if isinstance(reply, KvWritten):  # the coordinator stored it; the copies are ours to send

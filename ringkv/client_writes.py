@@ -94,8 +94,12 @@ class DirectWrites:
         #: ``copied``: writes the client copied to W replicas; ``handed_back``: ones it asked the coordinator to finish
         self.stats = {"copied": 0, "handed_back": 0}
 
-    async def copy(self, keyspace: str, key: bytes, written: KvWritten, table: tuple[int, int, int, bool], digest: bytes, deadline: float) -> None:
+    async def copy(self, keyspace: str, key: bytes, written: KvWritten, table: tuple[int, int, int, bool], digest: bytes, deadline: float,
+                   *, place: Optional[bytes] = None) -> None:
         """Get ``written.record`` to W replicas, or raise as a coordinated write would.
+
+        ``keyspace`` is the table's wire name; ``place`` what places ``key``
+        on the ring when it is not the key itself (a feed entry's feed).
 
         N and W are the coordinator's (``written.n``, ``written.w``): the
         client's own copy of the keyspace settings may be out of date.
@@ -112,7 +116,7 @@ class DirectWrites:
         else:
             remaining = deadline - loop.time()
             budget = max(remaining / 2, min(remaining, MIN_BUDGET), 0.001)  # keep half for a hand-back
-            targets = [m for m in ring.preference_list(key, written.n) if m != written.node]
+            targets = [m for m in ring.preference_list(key if place is None else place, written.n) if m != written.node]
             copy.waiting = len(targets)
             for m in targets:
                 addr = addr_of.get(m)

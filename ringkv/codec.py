@@ -37,12 +37,16 @@ _VALUE_TYPES = (bytes, type(None))
 
 
 def encode_record(rec: DVVSet) -> bytes:
+    """The stored bytes of ``rec``: equal records encode alike, whichever order their clocks were merged in."""
     entries = rec.entries
+    clock = rec.clock
+    if len(clock) > 1:
+        clock = dict(sorted(clock.items()))
     if len(entries) == 1 and type(entries[0][3]) is bytes:
         actor, counter, ts, value = entries[0]
-        head = _packb([rec.clock, actor, counter, ts])
+        head = _packb([clock, actor, counter, ts])
         return _one_prefix(FORMAT_ONE, len(head)) + head + value
-    return _V1 + _packb([rec.clock, entries])
+    return _V1 + _packb([clock, entries])
 
 
 def _check_clock(clock: dict) -> None:

@@ -81,6 +81,7 @@ from ringkv.quorum.messages import (
 )
 from ringkv.quorum.replica import LocalReplica
 from ringkv.quorum.scan import Scanner
+from ringkv.quorum.tables import FEEDS_SUFFIX
 from ringkv.repair import RepairConfig, install as install_repair
 from ringkv.catalog import Catalog
 from ringkv.elastic import Elastic
@@ -533,7 +534,7 @@ class NodeServer:
             raise Unavailable("a keyspace's settings are missing; ask a coordinator")
         for name, n, r, w, lww in msg.tables:
             try:
-                info = self.catalog.get(name)
+                info = self.catalog.get(name[: -len(FEEDS_SUFFIX)] if name.endswith(FEEDS_SUFFIX) else name)
             except NotFound:
                 raise Unavailable(f"keyspace {name!r} is unknown here; ask a coordinator") from None
             if (info.n, info.r, info.w, info.lww) != (n, r, w, lww):
