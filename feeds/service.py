@@ -101,6 +101,12 @@ def merge_pages(pages: list[tuple[list[tuple[bytes, DVVSet]], bool]], reverse: b
     return [(k, merged[k]) for k in keys], (keys[-1] if keys else cut), more
 
 
+def _appended(entry_id: bytes, n: int, done: Message) -> FeedAppended:
+    if isinstance(done, KvWritten):  # the client copies it to the other replicas
+        return FeedAppended(entry_id, n, done.record, done.node, done.w)
+    return FeedAppended(entry_id, n)
+
+
 class FeedService:
     """Feed requests on one node, on top of its :class:`Coordinator`."""
 
@@ -152,6 +158,37 @@ class FeedService:
                     except Unavailable:
                         continue
             walk = None  # the forwarding waited: the ring may have changed meanwhile
+        entry_id, put = self._entry_put(table, feed, msg)
+        return _appended(entry_id, table.info.n, await self.c.put(put, deadline, walk=walk))
+
+    def append_now(self, msg: FeedAppend, deadline: float) -> "FeedAppended | asyncio.Future":
+        """:meth:`append` without a coroutine, on one of the feed's replicas (the usual case); NotImplemented elsewhere."""
+        table = self._table(msg.keyspace)
+        feed = check_feed(msg.feed)
+        if len(msg.data) > self.c.max_value_size:
+            raise TooLarge(f"entry is {len(msg.data)} bytes; the limit is {self.c.max_value_size}")
+        walk = self.c.view.walk(feed)
+        if self.c.view.node_id not in walk[: table.info.n] and not msg.forwarded:
+            return NotImplemented  # forwarding waits for another replica: the general path
+        entry_id, put = self._entry_put(table, feed, msg)
+        done = self.c.put_future(put, deadline, walk=walk)
+        if isinstance(done, KvWritten):
+            return _appended(entry_id, table.info.n, done)
+        out = asyncio.get_running_loop().create_future()
+
+        def settle(f: asyncio.Future) -> None:
+            if f.cancelled():
+                out.cancel()
+            elif f.exception() is not None:
+                out.set_exception(f.exception())  # type: ignore[arg-type]
+            else:
+                out.set_result(_appended(entry_id, table.info.n, f.result()))
+
+        done.add_done_callback(settle)
+        return out
+
+    def _entry_put(self, table: Table, feed: bytes, msg: FeedAppend) -> tuple[bytes, KvPut]:
+        """The entry id for ``msg`` (the same one for a repeated request id) and the write that stores it."""
         rid = msg.request_id
         entry_id = self._recent.get(rid) if rid else None
         if entry_id is None:
@@ -161,11 +198,7 @@ class FeedService:
             if rid:
                 self._recent[rid] = entry_id
         # the same request id again re-sends the same record (no second entry, no new dot)
-        done = await self.c.put(KvPut(table.wire_name, feed_entry_key(feed, entry_id), msg.data, None, msg.w, None, rid and "feed:" + rid, True, msg.ring),
-                                deadline, walk=walk)
-        if isinstance(done, KvWritten):  # the client copies it to the other replicas
-            return FeedAppended(entry_id, table.info.n, done.record, done.node, done.w)
-        return FeedAppended(entry_id, table.info.n)
+        return entry_id, KvPut(table.wire_name, feed_entry_key(feed, entry_id), msg.data, None, msg.w, None, rid and "feed:" + rid, True, msg.ring)
 
     async def remove(self, msg: FeedRemove, deadline: float) -> None:
         table = self._table(msg.keyspace)

@@ -517,6 +517,8 @@ class NodeServer:
             return self._on_read_many(msg)  # type: ignore[arg-type]
         if t is KvWriteMany:
             return self._on_write_many(msg)  # type: ignore[arg-type]
+        if t is FeedAppend and getattr(self, "feeds", None) is not None:
+            return self.feeds.append_now(msg, self._work_deadline(deadline))  # type: ignore[arg-type]
         if t is KvPut:
             return coordinator.put_future(msg, self._work_deadline(deadline))  # type: ignore[arg-type]
         return NotImplemented
