@@ -282,3 +282,28 @@ def test_write_many_refuses_during_owner_changes_and_checks_its_input(tmp_path):
     assert isinstance(corrupt, ReplicaPutManyDone) and [f[0] for f in corrupt.failed] == [0]
     assert isinstance(answers["joining"], Unavailable)
     assert still.value == b"value-x"  # nothing stored was harmed
+
+
+def test_feed_appends_are_copied_by_the_client_to_every_replica_in_order(tmp_path):
+    from ringkv.feeds.messages import FeedReplicaScan
+
+    async def main():
+        cluster, client = await _cluster(tmp_path)
+        try:
+            feed = client.keyspace("data").feed("events")
+            ids = [await feed.aappend(b"entry-%d" % i) for i in range(25)]
+            copied = client.writes.stats["copied"]
+            fanouts = _stat(cluster, "client_fanouts")
+            views = []
+            for i in cluster.running():
+                page = await client.call(FeedReplicaScan("data", b"events", None, False, 100), addr=cluster.configs[i].listen)
+                views.append([k for k, _ in page.entries])
+            listed = [e.id async for e in feed.aiterate()]
+            return ids, copied, fanouts, views, listed
+        finally:
+            await cluster.stop()
+
+    ids, copied, fanouts, views, listed = run_virtual(main())
+    assert listed == ids == sorted(ids)  # one writer's appends keep their order
+    assert copied == 25 and fanouts >= 25
+    assert all(len(v) == 25 for v in views) and views[0] == views[1] == views[2]
