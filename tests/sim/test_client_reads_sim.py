@@ -26,6 +26,7 @@ async def _cluster(tmp_path, **options):
     cluster = await SimCluster(str(tmp_path), 3, seed=5, **options).start()
     await cluster.wait_all_up()
     client = await cluster.client(0, timeout=2.0)
+    await client.akeyspace_create("data", n=3, r=2, w=2)
     return cluster, client
 
 
@@ -43,7 +44,6 @@ def test_direct_reads_match_coordinated_reads_for_values_siblings_and_deletes(tm
     async def main():
         cluster, client = await _cluster(tmp_path)
         try:
-            await client.akeyspace_create("data", n=3, r=2, w=2)
             ks = client.keyspace("data")
             for i in range(40):
                 await ks.aput(b"k%d" % i, b"v%d" % i)
@@ -80,7 +80,6 @@ def test_a_direct_read_repairs_the_replica_that_missed_a_write(tmp_path):
         # hints wait: only the read can bring the restarted replica up to date
         cluster, client = await _cluster(tmp_path, hint_interval=10_000.0)
         try:
-            await client.akeyspace_create("data", n=3, r=2, w=2)
             ks = client.keyspace("data")
             await ks.aput(b"k", b"old")
             await cluster.crash(2)
@@ -115,7 +114,6 @@ def test_an_outdated_ring_or_keyspace_gets_the_coordinators_answer(tmp_path):
         cluster, client = await _cluster(tmp_path)
         try:
             other = await cluster.client(1)
-            await client.akeyspace_create("data", n=3, r=2, w=2)
             ks = client.keyspace("data")
             await ks.aput(b"k", b"v")
             assert (await ks.aget(b"k")).value == b"v"
@@ -156,7 +154,6 @@ def test_a_silent_node_leaves_r_answers_and_too_few_live_replicas_give_a_quorum_
     async def main():
         cluster, client = await _cluster(tmp_path)
         try:
-            await client.akeyspace_create("data", n=3, r=2, w=2)
             ks = client.keyspace("data")
             for i in range(10):
                 await ks.aput(b"k%d" % i, b"v%d" % i)
@@ -202,7 +199,6 @@ def test_a_node_answers_read_many_only_for_its_own_ring_and_keyspaces(tmp_path):
     async def main():
         cluster, client = await _cluster(tmp_path)
         try:
-            await client.akeyspace_create("data", n=3, r=2, w=2)
             await client.keyspace("data").aput(b"k", b"v")
             addr = cluster.configs[0].listen
             digest = client.ring().digest

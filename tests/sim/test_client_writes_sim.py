@@ -25,6 +25,11 @@ async def _cluster(tmp_path, **options):
     return cluster, client
 
 
+def _silence(cluster, client, addr: str) -> None:
+    """The node at ``addr`` hears nobody and nobody hears it (not yet seen as down)."""
+    cluster.net.partition({c.listen for c in cluster.configs if c.listen != addr} | {client._transport.address}, {addr})
+
+
 def _stat(cluster, name: str) -> int:
     return sum(s.coordinator.stats[name] for s in cluster.servers if s is not None)
 
@@ -86,7 +91,7 @@ def test_a_copy_to_a_silent_replica_ends_as_a_hint_and_reaches_it_after_restart(
             ks = client.keyspace("data")
             await ks.aput(b"k", b"before")
             lagging = cluster.configs[2].listen
-            cluster.net.partition({cluster.configs[0].listen, cluster.configs[1].listen, client._transport.address}, {lagging})
+            _silence(cluster, client, lagging)
             await ks.aput(b"k", b"during", (await ks.aget(b"k")).context)  # W=2: node 2 is silent, not yet down
             handed = await _until(cluster, lambda: _async(client.writes.stats["handed_back"] >= 1), timeout=10)
             hints = await _until(cluster, lambda: _async(sum(s.hints.total() for s in cluster.servers[:2]) > 0), timeout=10)
@@ -109,7 +114,7 @@ def test_w_equal_n_with_a_silent_replica_fails_with_its_acks_and_keeps_the_write
             ks = client.keyspace("data")
             await ks.aput(b"k", b"v1")
             lagging = cluster.configs[2].listen
-            cluster.net.partition({cluster.configs[0].listen, cluster.configs[1].listen, client._transport.address}, {lagging})
+            _silence(cluster, client, lagging)
             ctx = (await ks.aget(b"k")).context
             error = None
             try:
@@ -172,7 +177,7 @@ def test_w_follows_the_coordinator_when_the_clients_keyspace_settings_are_out_of
             await client.keyspace("data").aput(b"k", b"value-under-w3")
             holders = await _holders(cluster, client, b"k", b"value-under-w3")
             silent = cluster.configs[2].listen
-            cluster.net.partition({cluster.configs[0].listen, cluster.configs[1].listen, client._transport.address}, {silent})
+            _silence(cluster, client, silent)
             try:
                 await client.keyspace("data").aput(b"k2", b"value-two")
             except QuorumError as exc:
