@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Mapping, Optional, Sequence
 
-from ringkv.codec import decode_parts, decode_record, encode_record
+from ringkv.codec import decode_parts, decode_record, encode_one, encode_record
 from ringkv.quorum.dvv import DVVSet, sync, sync_lww, update, update_lww
 from ringkv.quorum.hlc import HLC
 from ringkv.storage import Batch, Storage
@@ -86,16 +86,19 @@ class LocalReplica:
         with self._locks[skey[0] & _STRIPE_MASK]:
             raw = table.get(skey)
             if raw is None and context is None:  # a new key (or one forgotten here): nothing to merge
-                local, rec = None, DVVSet({self.actor: now}, [(self.actor, now, ts, value)])
+                actor = self.actor
+                local, rec = None, DVVSet({actor: now}, [(actor, now, ts, value)])
+                data = encode_record(rec) if value is None else encode_one(actor, now, ts, value)
             else:
                 local = decode_record(raw) if raw is not None else None
                 rec = (update_lww if lww else update)(local, context, value, self.actor, ts, now)
+                data = encode_record(rec)
             if extra is None and not self.observers:
-                table.put(skey, encode_record(rec), storage.write_options)
+                table.put(skey, data, storage.write_options)
                 if storage._sync_each:
                     storage.sync_wal()
             else:
-                self._store(cf, skey, raw, encode_record(rec), extra, local, rec)
+                self._store(cf, skey, raw, data, extra, local, rec)
         return rec
 
     def apply(self, cf: str, skey: bytes, incoming: DVVSet, *, lww: bool = False, extra: Extra = None) -> DVVSet:

@@ -23,7 +23,7 @@ import msgpack
 from ringkv.errors import CorruptRecord
 from ringkv.quorum.dvv import DVVSet
 
-__all__ = ["FORMAT_V1", "FORMAT_ONE", "encode_record", "decode_record", "decode_parts", "live_value", "live_values"]
+__all__ = ["FORMAT_V1", "FORMAT_ONE", "encode_record", "encode_one", "decode_record", "decode_parts", "one_value", "live_value", "live_values"]
 
 FORMAT_V1 = 1
 FORMAT_ONE = 2
@@ -47,6 +47,26 @@ def encode_record(rec: DVVSet) -> bytes:
         head = _packb([clock, actor, counter, ts])
         return _one_prefix(FORMAT_ONE, len(head)) + head + value
     return _V1 + _packb([clock, entries])
+
+
+def encode_one(actor: str, counter: int, ts: int, value: bytes) -> bytes:
+    """``encode_record`` of a new key's first record (one dot, one value), without building it."""
+    head = _packb([{actor: counter}, actor, counter, ts])
+    return _one_prefix(FORMAT_ONE, len(head)) + head + value
+
+
+def one_value(data: bytes) -> bytes | None:
+    """The value of a one-value record without decoding its header; None for any other format.
+
+    Only for records this node stored itself: those were validated on the way
+    in, and RocksDB checksums them at rest. Bytes from the network go through
+    :func:`decode_parts`.
+    """
+    if data[:1] == _ONE:
+        end = 5 + _head_len(data)[0]
+        if end <= len(data):
+            return data[end:]
+    return None
 
 
 def _check_clock(clock: dict) -> None:

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 import msgpack
 
 from ringkv.api import DatabaseAPI, KeyspaceAPI
-from ringkv.codec import decode_parts, decode_record
+from ringkv.codec import decode_parts, decode_record, one_value
 from ringkv.config import StoreOptions
 from ringkv.errors import AlreadyExists, BadRequest, ClosedError, KeyspaceNotFound, RingKVError, Unavailable, WrongType
 from ringkv.hashing import hash64_bytes, user_key
@@ -70,6 +70,9 @@ class EmbeddedKeyspace(KeyspaceAPI):
             raise self._failed(exc) from None
         if raw is None:
             return None
+        value = one_value(raw)
+        if value is not None:
+            return Result.of_record(value, raw)
         clock, entries = decode_parts(raw)
         values = [e[3] for e in entries if e[3] is not None]
         return Result(values, clock, entries) if values else None

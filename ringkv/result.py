@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from ringkv.codec import decode_parts
 from ringkv.errors import ConflictError
 from ringkv.quorum.dvv import encode_context
 
@@ -19,7 +20,7 @@ class Result:
     ``delete`` so it supersedes exactly what this read saw.
     """
 
-    __slots__ = ("values", "_clock", "_context", "_entries", "_ts")
+    __slots__ = ("values", "_clock", "_context", "_entries", "_ts", "_record")
 
     def __init__(
         self,
@@ -34,11 +35,25 @@ class Result:
         self._context = context
         self._entries = entries
         self._ts = timestamp
+        self._record: bytes | None = None
+
+    @classmethod
+    def of_record(cls, value: bytes, record: bytes) -> "Result":
+        """A one-value read whose clock is decoded from ``record`` only if asked for (most reads never do)."""
+        res = cls([value])
+        res._record = record
+        return res
+
+    def _decode(self) -> None:
+        record, self._record = self._record, None
+        if record is not None:
+            self._clock, self._entries = decode_parts(record)
 
     @property
     def timestamp(self) -> int:
         """Latest HLC timestamp among the values (see ``ringkv.quorum.hlc``)."""
         if self._ts is None:
+            self._decode()
             self._ts = max((e[2] for e in self._entries or () if e[3] is not None), default=0)
         return self._ts
 
@@ -56,6 +71,7 @@ class Result:
     @property
     def context(self) -> bytes:
         if self._context is None:
+            self._decode()
             self._context = encode_context(self._clock or {})
         return self._context
 

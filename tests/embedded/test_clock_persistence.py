@@ -14,6 +14,7 @@ import time
 import ringkv
 from ringkv.feeds.ids import parse_id
 from ringkv.identity import HLC_LEASE, persistent_clock
+from ringkv.quorum.dvv import decode_context
 from ringkv.quorum.hlc import to_millis as _ms
 
 HLC_LEASE_S = _ms(HLC_LEASE) / 1000
@@ -21,8 +22,7 @@ from ringkv.storage import Storage
 
 
 def _dot_counter(db, key: bytes) -> int:
-    res = db.get(key)
-    (actor_counters,) = [c for a, c in res._clock.items()]
+    (actor_counters,) = decode_context(db.get(key).context).values()
     return actor_counters
 
 

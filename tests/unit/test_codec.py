@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ringkv.codec import decode_record, encode_record
+from ringkv.codec import decode_parts, decode_record, encode_one, encode_record, one_value
 from ringkv.errors import CorruptRecord
 from ringkv.quorum.dvv import DVVSet
+from ringkv.result import Result
 
 entries = st.lists(
     st.tuples(st.sampled_from(["a.1", "b.2", "c.3"]), st.integers(1, 2**40), st.integers(0, 2**63 - 1), st.one_of(st.none(), st.binary(max_size=64))),
@@ -21,6 +22,27 @@ entries = st.lists(
 def test_round_trip(clock, ents):
     rec = DVVSet(clock, ents)
     assert decode_record(encode_record(rec)) == rec
+
+
+@given(st.dictionaries(st.sampled_from(["a.1", "b.2", "c.3"]), st.integers(0, 2**40)), entries)
+def test_a_read_decoded_lazily_equals_one_decoded_at_once(clock, ents):
+    raw = encode_record(DVVSet(clock, ents))
+    value = one_value(raw)
+    live = [e[3] for e in ents if e[3] is not None]
+    if value is None:  # only one-value records take the lazy path
+        assert len(ents) != 1 or ents[0][3] is None
+        return
+    assert [value] == live
+    clock_now, entries_now = decode_parts(raw)
+    eager = Result(live, clock_now, entries_now)
+    lazy = Result.of_record(value, raw)
+    assert (lazy.timestamp, lazy.context, lazy.values) == (eager.timestamp, eager.context, eager.values)
+
+
+@given(st.text(min_size=1, max_size=30), st.integers(0, 2**64 - 1), st.integers(0, 2**63 - 1), st.binary(max_size=64))
+def test_a_new_keys_record_encodes_as_the_general_encoder_does(actor, counter, ts, value):
+    # equal records must be equal bytes on every replica, whichever encoder wrote them
+    assert encode_one(actor, counter, ts, value) == encode_record(DVVSet({actor: counter}, [(actor, counter, ts, value)]))
 
 
 @settings(max_examples=500)
