@@ -38,7 +38,7 @@ import asyncio
 import logging
 import struct
 from itertools import islice
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import msgpack
 import xxhash
@@ -81,6 +81,10 @@ _SINCE = struct.Struct(">d")
 _pack = msgpack.Packer(use_bin_type=True).pack
 _digest = xxhash.xxh3_128_intdigest
 
+#: How many records' digests :class:`Trees` remembers (a few MB).
+RECENT_DIGESTS = 16384
+
+
 def is_replicated(cf: str) -> bool:
     """Whether a column family holds replicated records (and so has a tree)."""
     return cf.startswith(REPLICATED_PREFIXES)
@@ -93,13 +97,14 @@ def _dot(e: tuple) -> tuple:
     return (e[0], e[1])
 
 
-def canonical_record(raw: bytes) -> tuple[bytes, bool]:
+def canonical_record(raw: bytes, parts: Optional[tuple[dict, Sequence]] = None) -> tuple[bytes, bool]:
     """``(canonical bytes, fully deleted)`` of a stored record (CorruptRecord if it is not one).
 
     The same logical record hashes alike whatever its stored format
-    (:mod:`ringkv.codec` has two) and its clock's byte order.
+    (:mod:`ringkv.codec` has two) and its clock's byte order. ``parts`` is
+    ``(clock, entries)`` of ``raw`` when the caller has decoded it already.
     """
-    clock, entries = decode_parts(raw)
+    clock, entries = decode_parts(raw) if parts is None else parts
     if len(entries) == 1:
         deleted = entries[0][3] is None
     else:
@@ -110,7 +115,7 @@ def canonical_record(raw: bytes) -> tuple[bytes, bool]:
     return _CANON + _pack([clock, entries]), deleted
 
 
-def record_digest(skey: bytes, raw: bytes) -> tuple[int, bool]:
+def record_digest(skey: bytes, raw: bytes, parts: Optional[tuple[dict, Sequence]] = None) -> tuple[int, bool]:
     """``(128-bit digest, fully deleted)`` of one stored record under ``skey``.
 
     A record that does not decode is digested as its raw bytes (it then
@@ -118,7 +123,7 @@ def record_digest(skey: bytes, raw: bytes) -> tuple[int, bool]:
     tombstone.
     """
     try:
-        canon, deleted = canonical_record(raw)
+        canon, deleted = canonical_record(raw, parts)
     except CorruptRecord:
         return _digest(b"\xff\xff\xff\xff" + skey + raw), False
     return _digest(len(skey).to_bytes(4, "big") + skey + canon), deleted
@@ -253,6 +258,10 @@ class Trees:
         #: Column families whose tree must be rebuilt.
         self.stale: set[str] = set()
         self._header = msgpack.packb([FORMAT, bits])
+        #: ``skey -> (record bytes, digest, deleted)`` of records written lately: the
+        #: next write of a key finds its old record's digest here, not by decoding it.
+        #: A digest is a function of the key and the bytes alone, so a hit is exact.
+        self._recent: dict[bytes, tuple[bytes, int, bool]] = {}
 
     # -- opening -------------------------------------------------------------
 
@@ -391,16 +400,25 @@ class Trees:
 
     # -- the write path --------------------------------------------------------
 
-    def observe(self, batch: Batch, cf: str, skey: bytes, old_raw: Optional[bytes], new_raw: bytes) -> None:
+    def observe(self, batch: Batch, cf: str, skey: bytes, old_raw: Optional[bytes], new_raw: bytes,
+                old_parts: Optional[tuple] = None, new_parts: Optional[tuple] = None) -> None:
         """LocalReplica observer: update the tree and tombstone index in the record's batch."""
         if not is_replicated(cf):
             return
         tree = self.tree(cf)
-        new, deleted = record_digest(skey, new_raw)
+        recent = self._recent
+        new, deleted = record_digest(skey, new_raw, new_parts)
         if old_raw is not None:
-            old, was_deleted = record_digest(skey, old_raw)
+            seen = recent.pop(skey, None)
+            if seen is not None and seen[0] == old_raw:
+                old, was_deleted = seen[1], seen[2]
+            else:
+                old, was_deleted = record_digest(skey, old_raw, old_parts)
         else:
             old, was_deleted = 0, False
+        recent[skey] = (new_raw, new, deleted)
+        if len(recent) > RECENT_DIGESTS:
+            del recent[next(iter(recent))]  # the least recently written
         if tree.covers(skey) and old != new:
             seg = tree.segment(skey)
             tree.toggle(seg, old ^ new)

@@ -26,9 +26,15 @@ _STRIPE_MASK = _STRIPES - 1
 #: length) to the batch that stores a record, so both land atomically.
 Extra = Optional[Callable[[Batch, Optional[DVVSet], DVVSet], None]]
 
-#: ``observer(batch, cf, skey, old_bytes, new_bytes)`` sees every record write
-#: (anti-entropy keeps its hash tree current in the same batch).
-Observer = Callable[[Batch, str, bytes, Optional[bytes], bytes], None]
+#: ``observer(batch, cf, skey, old_bytes, new_bytes, old_parts, new_parts)`` sees
+#: every record write (anti-entropy keeps its hash tree current in the same
+#: batch). The parts are ``(clock, entries)`` of those bytes where the writer
+#: decoded them already, else None: decoding is most of an observer's cost.
+Observer = Callable[[Batch, str, bytes, Optional[bytes], bytes, Optional[tuple], Optional[tuple]], None]
+
+
+def _parts(rec: Optional[DVVSet]) -> Optional[tuple]:
+    return None if rec is None else (rec.clock, rec.entries)
 
 
 class LocalReplica:
@@ -49,8 +55,10 @@ class LocalReplica:
         batch.put(cf, skey, new_raw)
         if extra is not None:
             extra(batch, old, new)
-        for observe in self.observers:
-            observe(batch, cf, skey, old_raw, new_raw)
+        if self.observers:
+            old_parts, new_parts = _parts(old), _parts(new)
+            for observe in self.observers:
+                observe(batch, cf, skey, old_raw, new_raw, old_parts, new_parts)
         self._commit(batch, cf)
 
     def _commit(self, batch: Batch, cf: str) -> None:
@@ -155,10 +163,12 @@ class LocalReplica:
                 if old_raw is None and (not lww or len(entries) < 2):
                     local, new_raw = None, raw  # what a merge with nothing would store
                     merged = DVVSet(clock, list(entries)) if extra is not None else None
+                    new_parts = (clock, entries)
                 else:
                     local = decode_record(old_raw) if old_raw is not None else None
                     merged = merge(local, DVVSet(clock, list(entries)))
                     new_raw = encode_record(merged) if local is None or merged != local else None
+                    new_parts = (merged.clock, merged.entries)
                 if new_raw is not None:
                     batch.put(cf, skey, new_raw)
                     written[skey] = new_raw
@@ -167,7 +177,7 @@ class LocalReplica:
                     extra(batch, local, merged)
                 if new_raw is not None:
                     for observe in observers:
-                        observe(batch, cf, skey, old_raw, new_raw)
+                        observe(batch, cf, skey, old_raw, new_raw, _parts(local), new_parts)
         finally:
             self._commit(batch, cf)  # also on error: observers already counted what the batch holds
         return changed

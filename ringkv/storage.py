@@ -269,6 +269,22 @@ class Storage:
         """Apply a batch atomically; ``sync=True`` makes it durable now whatever the fsync option."""
         if batch.count == 0:
             return
+        if not batch.counters and not batch.clears:  # the common case, without a context manager
+            try:
+                self._db.write(batch._wb, self._wopts)
+            except Exception as exc:
+                with _rocks_errors("write"):
+                    raise exc from None
+        else:
+            self._write_locked(batch)
+        batch.count = 0
+        if sync:
+            self.sync_wal()
+        elif sync is None and self._sync_each:
+            self.sync_wal()
+
+    def _write_locked(self, batch: Batch) -> None:
+        """A batch with counters or writes to META_CF: under the lock that keeps the counter values."""
         with _rocks_errors("write"):
             if batch.counters:
                 with self._lock:
@@ -287,17 +303,10 @@ class Storage:
                         known.clear()
                     known.update(new)
                 batch.counters = None
-            elif batch.clears:
+            else:
                 with self._lock:
                     self._counters.clear()
                     self._db.write(batch._wb, self._wopts)
-            else:
-                self._db.write(batch._wb, self._wopts)
-        batch.count = 0
-        if sync:
-            self.sync_wal()
-        elif sync is None and self._sync_each:
-            self.sync_wal()
 
     def durable(self) -> None:
         """After a write: with ``fsync`` on, return only once it is on disk.
