@@ -15,7 +15,6 @@ import dataclasses
 import logging
 from typing import Awaitable, Callable, Optional
 
-from cachetools import TTLCache
 
 from ringkv.codec import encode_record
 from ringkv.errors import BadRequest, QuorumError, RingKVError, TooLarge, Unavailable, WrongType
@@ -41,6 +40,7 @@ from ringkv.feeds.messages import (
 from ringkv.feeds.pages import Joined, packed_fields, page_digest
 from ringkv.feeds.store import FeedStore, entry_data, page_of
 from ringkv.keys import as_optional_count
+from ringkv.quorum.retries import RetryMemo
 from ringkv.quorum.coordinator import Coordinator
 from ringkv.quorum.dvv import DVVSet, encode_context
 from ringkv.quorum.messages import KvPut, KvWritten, ReplicaPut
@@ -119,7 +119,7 @@ class FeedService:
         self.ids = ids
         self._request = request
         #: request id -> entry id already made: a repeated append stores one entry.
-        self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
+        self._recent: RetryMemo = RetryMemo()
         #: iteration (FeedScan.session) -> its pages read ahead; least recently used first
         self._streams: dict[int, _Stream] = {}
         #: ``(column family, storage key) -> hash of its hash-tree segment`` or None

@@ -13,12 +13,12 @@ import dataclasses
 import logging
 from typing import Awaitable, Callable, Optional, Protocol
 
-from cachetools import TTLCache
 
 from ringkv.codec import decode_record, encode_record
 from ringkv.errors import BadRequest, ClosedError, QuorumError, RingKVError, Timeout, TooLarge, Unavailable, to_wire
 from ringkv.keys import as_optional_count, check_timestamp
 from ringkv.keyspaces import KeyspaceInfo
+from ringkv.quorum.retries import RetryMemo
 from ringkv.quorum.dvv import DVVSet, decode_context, encode_context
 from ringkv.quorum.hints import HintStore
 from ringkv.quorum.batching import ReplicaBatcher
@@ -92,7 +92,7 @@ class Coordinator:
         self.max_value_size = max_value_size
         self.max_key_size = max_key_size
         #: request id -> record already written: a client retry re-sends it, no new dot.
-        self._recent: TTLCache = TTLCache(maxsize=100_000, ttl=600)
+        self._recent: RetryMemo = RetryMemo()
         self._background: set[asyncio.Task] = set()
         self._closing = False
         self.stats = {"read_repairs": 0, "hinted_writes": 0, "hints_delivered": 0, "forwarded": 0, "client_reads": 0, "client_copies": 0, "client_fanouts": 0}
@@ -195,7 +195,7 @@ class Coordinator:
         if req.ring is not None and me in preferred and self.view.settled_on(req.ring) and all(map(self.view.is_alive, preferred)):
             # the client copies it to the other replicas (and asks kv.replicate if it cannot)
             self.stats["client_fanouts"] += 1
-            return KvWritten(encode_record(self._write_record(table, req, ctx, extra, walk)), me, info.n, w)
+            return KvWritten(self._write_record(table, req, ctx, extra, walk)[1], me, info.n, w)
         return self._write_local(table, req, ctx, extra, walk, w, deadline)
 
     async def _forward_put(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str], w: int, deadline: float) -> KvDone:
@@ -215,7 +215,7 @@ class Coordinator:
         return await self._write_local(table, req, ctx, extra, walk, w, deadline)
 
     def _write_local(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str], w: int, deadline: float) -> asyncio.Future:
-        rec = self._write_record(table, req, ctx, extra, walk)
+        rec = self._write_record(table, req, ctx, extra, walk)[0]
         return self._replicate(table, req.key, rec, walk, w, deadline)
 
     def replicate_future(self, req: KvReplicate, deadline: float) -> asyncio.Future:
@@ -233,21 +233,21 @@ class Coordinator:
         # no longer an owner (the ring moved meanwhile): our copy does not count towards W
         return self._replicate(table, req.key, rec, walk, w, deadline, counts_self=self.view.node_id in walk[: table.info.n])
 
-    def _write_record(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str]) -> DVVSet:
-        """Store the write locally with our dot (a retry of a request id gets the record it already made)."""
+    def _write_record(self, table: Table, req: KvPut, ctx, extra: Extra, walk: list[str]) -> tuple[DVVSet, bytes]:
+        """Store the write locally with our dot: the record and its bytes (a retry of a request id gets the record it already made)."""
         me = self.view.node_id
         preferred = walk[: table.info.n]
-        rec = self._recent.get(req.request_id) if req.request_id else None
-        if rec is None:
+        done = self._recent.get(req.request_id) if req.request_id else None
+        if done is None:
             hint_for = None
             if me not in preferred:  # every owner unreachable: hold the write as a fallback
                 hint_for = next((m for m in preferred if not self.view.is_alive(m)), preferred[0] if preferred else None)
             extras = [extra, self.table_extra(table, req.key), self._hint_extra(hint_for, table.wire_name, req.key) if hint_for else None]
             ts = None if req.timestamp is None else check_timestamp(req.timestamp)
-            rec = self.replica.write(table.cf, table.skey(req.key), req.value, ctx, lww=table.lww, timestamp=ts, extra=_chain(extras))
+            done = self.replica.write_encoded(table.cf, table.skey(req.key), req.value, ctx, lww=table.lww, timestamp=ts, extra=_chain(extras))
             if req.request_id:
-                self._recent[req.request_id] = rec
-        return rec
+                self._recent[req.request_id] = done
+        return done
 
     def _hold_hint(self, table: Table, key: bytes, owner: str) -> bool:
         """Remember that ``owner`` lacks our copy of ``key``; hinted handoff delivers it later. False: nothing to hold."""

@@ -85,6 +85,20 @@ class LocalReplica:
         extra: Extra = None,
     ) -> DVVSet:
         """Coordinate a new write (``value=None`` deletes) with this replica's dot."""
+        return self.write_encoded(cf, skey, value, context, lww=lww, timestamp=timestamp, extra=extra)[0]
+
+    def write_encoded(
+        self,
+        cf: str,
+        skey: bytes,
+        value: Optional[bytes],
+        context: Optional[Mapping[str, int]] = None,
+        *,
+        lww: bool = False,
+        timestamp: Optional[int] = None,
+        extra: Extra = None,
+    ) -> tuple[DVVSet, bytes]:
+        """:meth:`write`, also returning the record's stored bytes (a coordinator sends them on)."""
         storage = self.storage
         table = storage.cf(cf)
         # the dot's counter is an HLC time: it stays above any this actor
@@ -107,7 +121,7 @@ class LocalReplica:
                     storage.sync_wal()
             else:
                 self._store(cf, skey, raw, data, extra, local, rec)
-        return rec
+        return rec, data
 
     def apply(self, cf: str, skey: bytes, incoming: DVVSet, *, lww: bool = False, extra: Extra = None) -> DVVSet:
         """Merge a record from another replica into ours; returns the merged record."""

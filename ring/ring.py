@@ -16,11 +16,9 @@ token ``t`` whose predecessor is ``p`` primarily owns the range ``(p, t]``
 from __future__ import annotations
 
 import hashlib
-import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 
-from cachetools import LRUCache
 
 from ringkv.errors import BadRequest, NotFound, WrongType
 from ringkv.hashing import RING_SIZE, hash64
@@ -53,7 +51,7 @@ class Ring:
     plus an LRU cache of the distinct-member walk per (token index, n).
     """
 
-    __slots__ = ("_members", "_ids", "_tokens", "_owners", "_placed", "_cache", "_lock", "_key", "_segments", "_digest")
+    __slots__ = ("_members", "_ids", "_tokens", "_owners", "_placed", "_cache", "_cache_size", "_cache_room", "_key", "_segments", "_digest")
 
     def __init__(self, members: Mapping[str, Iterable[int]] | None = None, *, cache_size: int | None = None) -> None:
         self._members = normalize_members({} if members is None else members)
@@ -66,8 +64,13 @@ class Ring:
             cache_size = max(1024, 4 * len(entries))
         elif isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
             raise BadRequest(f"cache_size must be a positive int, got {cache_size!r}")
-        self._cache: LRUCache = LRUCache(maxsize=cache_size)
-        self._lock = threading.Lock()  # cachetools caches are not thread-safe
+        #: ``n * tokens + index -> walk``: a plain dict, emptied when full. Every get and put
+        #: looks here, and an LRU's bookkeeping (and the lock it needs) cost more than
+        #: an occasional refill; single dict operations are atomic between threads.
+        self._cache: dict[int, tuple[str, ...]] = {}
+        #: member names the cache holds at most, and may still take (walks of a big cluster are long)
+        self._cache_size = 4 * cache_size
+        self._cache_room = self._cache_size
         self._key = tuple(sorted(self._members.items()))
         self._segments: dict[int, list[tuple[int, int, tuple[str, ...]]]] = {}
         self._digest: bytes | None = None
@@ -175,12 +178,10 @@ class Ring:
         """Distinct members from token index ``i`` on, at most ``n`` (cached)."""
         n = min(n, self._placed)
         key = n * len(self._tokens) + i
-        lock = self._lock
-        with lock:
-            try:
-                return self._cache[key]
-            except KeyError:
-                pass
+        cache = self._cache
+        found = cache.get(key)
+        if found is not None:
+            return found
         owners, count = self._owners, len(self._owners)
         seen: list[str] = []
         for step in range(count):
@@ -190,8 +191,11 @@ class Ring:
                 if len(seen) == n:
                     break
         found = tuple(seen)
-        with lock:
-            self._cache[key] = found
+        self._cache_room -= len(found)
+        if self._cache_room < 0:
+            cache.clear()
+            self._cache_room = self._cache_size - len(found)
+        cache[key] = found
         return found
 
     # -- ownership and ranges ------------------------------------------------
