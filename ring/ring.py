@@ -161,6 +161,14 @@ class Ring:
         i = bisect_left(tokens, h)
         return list(self._walk_from(i if i < len(tokens) else 0, n))
 
+    def successors(self, key: bytes) -> tuple[str, ...]:
+        """:meth:`walk` as one tuple, the same object for every key in one ring arc (callers may key caches on it)."""
+        tokens = self._tokens
+        if not tokens:
+            return ()
+        i = bisect_left(tokens, _position(key))
+        return self._walk_from(i if i < len(tokens) else 0, self._placed)
+
     def walk(self, key_or_hash: bytes | int) -> Iterator[str]:
         """Every placed member once, clockwise from the key: replicas first, then fallbacks.
 

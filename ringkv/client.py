@@ -71,6 +71,8 @@ class AsyncClient:
         self._ring = Ring({})
         self._addr_of: dict[str, str] = {}
         self._alive: set[str] = set()
+        #: the ring's walk from a key -> addresses to try, as of the last refresh
+        self._routes: dict[tuple[str, ...], list[str]] = {}
         self._refreshed = -1e9
         self._refreshing: Optional[asyncio.Task] = None
         self._closed = False
@@ -133,6 +135,7 @@ class AsyncClient:
             self._addr_of = {m[0]: m[1] for m in members if m[3] not in ("left", "removed")}
             self._alive = {m[0] for m in members if m[4] != "down" and m[3] not in ("left", "removed")}
             self._ring = Ring({m[0]: m[2] for m in members if m[3] in ("up", "leaving") and m[2]})
+            self._routes = {}
             self._refreshed = asyncio.get_running_loop().time()
             return
         raise Unavailable(f"no ringkv node answered at {', '.join(self.seeds)}: {last}")
@@ -171,10 +174,15 @@ class AsyncClient:
             pass
 
     def _candidates(self, key: Optional[bytes]) -> list[str]:
-        out: list[str] = []
-        if key is not None and len(self._ring):
-            walk = self._ring.preference_list(key, len(self._ring))
-            out = [self._addr_of[n] for n in walk if n in self._alive and n in self._addr_of]
+        """Addresses to try for ``key``, best first (callers must not change the list: it is cached per ring arc)."""
+        walk = self._ring.successors(key) if key is not None else ()
+        out = self._routes.get(walk)
+        if out is None:
+            out = self._routes[walk] = self._route(walk)
+        return out
+
+    def _route(self, walk: tuple[str, ...]) -> list[str]:
+        out = [self._addr_of[n] for n in walk if n in self._alive and n in self._addr_of]
         for a in self._live_addrs():
             if a not in out:
                 out.append(a)
