@@ -81,8 +81,11 @@ _SINCE = struct.Struct(">d")
 _pack = msgpack.Packer(use_bin_type=True).pack
 _digest = xxhash.xxh3_128_intdigest
 
-#: How many records' digests :class:`Trees` remembers (a few MB).
+#: How many records' digests :class:`Trees` remembers, holding at most
+#: RECENT_BYTES of their records (bigger records are not remembered).
 RECENT_DIGESTS = 16384
+RECENT_BYTES = 4 << 20
+RECENT_RECORD_MAX = 4096
 
 
 def is_replicated(cf: str) -> bool:
@@ -262,6 +265,7 @@ class Trees:
         #: next write of a key finds its old record's digest here, not by decoding it.
         #: A digest is a function of the key and the bytes alone, so a hit is exact.
         self._recent: dict[bytes, tuple[bytes, int, bool]] = {}
+        self._recent_bytes = 0
 
     # -- opening -------------------------------------------------------------
 
@@ -408,17 +412,21 @@ class Trees:
         tree = self.tree(cf)
         recent = self._recent
         new, deleted = record_digest(skey, new_raw, new_parts)
+        seen = recent.pop(skey, None)
         if old_raw is not None:
-            seen = recent.pop(skey, None)
             if seen is not None and seen[0] == old_raw:
                 old, was_deleted = seen[1], seen[2]
             else:
                 old, was_deleted = record_digest(skey, old_raw, old_parts)
         else:
             old, was_deleted = 0, False
-        recent[skey] = (new_raw, new, deleted)
-        if len(recent) > RECENT_DIGESTS:
-            del recent[next(iter(recent))]  # the least recently written
+        if seen is not None:
+            self._recent_bytes -= len(seen[0])
+        if len(new_raw) <= RECENT_RECORD_MAX:
+            recent[skey] = (new_raw, new, deleted)
+            self._recent_bytes += len(new_raw)
+            while len(recent) > RECENT_DIGESTS or self._recent_bytes > RECENT_BYTES:
+                self._recent_bytes -= len(recent.pop(next(iter(recent)))[0])  # the least recently written
         if tree.covers(skey) and old != new:
             seg = tree.segment(skey)
             tree.toggle(seg, old ^ new)

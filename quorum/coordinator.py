@@ -91,8 +91,8 @@ class Coordinator:
         self._request_future = request_future or (lambda addr, msg, t: asyncio.ensure_future(request(addr, msg, t)))
         self.max_value_size = max_value_size
         self.max_key_size = max_key_size
-        #: request id -> record already written: a client retry re-sends it, no new dot.
-        self._recent: RetryMemo = RetryMemo()
+        #: request id -> bytes of the record it wrote: a client retry re-sends it, no new dot.
+        self._recent: RetryMemo[bytes] = RetryMemo(size=50_000)
         self._background: set[asyncio.Task] = set()
         self._closing = False
         self.stats = {"read_repairs": 0, "hinted_writes": 0, "hints_delivered": 0, "forwarded": 0, "client_reads": 0, "client_copies": 0, "client_fanouts": 0}
@@ -237,16 +237,17 @@ class Coordinator:
         """Store the write locally with our dot: the record and its bytes (a retry of a request id gets the record it already made)."""
         me = self.view.node_id
         preferred = walk[: table.info.n]
-        done = self._recent.get(req.request_id) if req.request_id else None
-        if done is None:
-            hint_for = None
-            if me not in preferred:  # every owner unreachable: hold the write as a fallback
-                hint_for = next((m for m in preferred if not self.view.is_alive(m)), preferred[0] if preferred else None)
-            extras = [extra, self.table_extra(table, req.key), self._hint_extra(hint_for, table.wire_name, req.key) if hint_for else None]
-            ts = None if req.timestamp is None else check_timestamp(req.timestamp)
-            done = self.replica.write_encoded(table.cf, table.skey(req.key), req.value, ctx, lww=table.lww, timestamp=ts, extra=_chain(extras))
-            if req.request_id:
-                self._recent[req.request_id] = done
+        data = self._recent.get(req.request_id) if req.request_id else None
+        if data is not None:
+            return decode_record(data), data  # a retry: the record this request made
+        hint_for = None
+        if me not in preferred:  # every owner unreachable: hold the write as a fallback
+            hint_for = next((m for m in preferred if not self.view.is_alive(m)), preferred[0] if preferred else None)
+        extras = [extra, self.table_extra(table, req.key), self._hint_extra(hint_for, table.wire_name, req.key) if hint_for else None]
+        ts = None if req.timestamp is None else check_timestamp(req.timestamp)
+        done = self.replica.write_encoded(table.cf, table.skey(req.key), req.value, ctx, lww=table.lww, timestamp=ts, extra=_chain(extras))
+        if req.request_id:
+            self._recent[req.request_id] = done[1]
         return done
 
     def _hold_hint(self, table: Table, key: bytes, owner: str) -> bool:

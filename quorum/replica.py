@@ -123,12 +123,17 @@ class LocalReplica:
                 self._store(cf, skey, raw, data, extra, local, rec)
         return rec, data
 
-    def put_plain(self, table, skey: bytes, value: bytes, lww: bool) -> None:
-        """:meth:`write` of a value with no context, timestamp or companion writes, on a replica without observers.
+    def put_plain(self, cf: str, skey: bytes, value: bytes, lww: bool) -> None:
+        """:meth:`write` of a value with no context, timestamp or companion writes (an embedded ``put``).
 
-        An embedded ``put``: ``table`` is the column family object itself. A
-        new key's record is encoded straight from its one dot.
+        A new key's record is encoded straight from its one dot, with no
+        record object; a replica with observers takes :meth:`write`.
         """
+        if self.observers:
+            self.write(cf, skey, value, lww=lww)
+            return
+        storage = self.storage
+        table = storage.cf(cf)
         now = self.hlc.now()
         with self._locks[skey[0] & _STRIPE_MASK]:
             raw = table.get(skey)
@@ -136,9 +141,9 @@ class LocalReplica:
                 data = encode_one(self.actor, now, now, value)
             else:
                 data = encode_record((update_lww if lww else update)(decode_record(raw), None, value, self.actor, now, now))
-            table.put(skey, data, self.storage.write_options)
-        if self.storage._sync_each:
-            self.storage.sync_wal()
+            table.put(skey, data, storage.write_options)
+        if storage._sync_each:
+            storage.sync_wal()
 
     def apply(self, cf: str, skey: bytes, incoming: DVVSet, *, lww: bool = False, extra: Extra = None) -> DVVSet:
         """Merge a record from another replica into ours; returns the merged record."""

@@ -11,7 +11,7 @@ V = TypeVar("V")
 
 
 class RetryMemo(Generic[V]):
-    """Request id -> outcome, kept for at least ``keep`` seconds or ``size`` later ids, whichever ends first.
+    """Request id -> outcome, kept for at least ``keep`` seconds or ``size - 1`` later ids, whichever ends first.
 
     Every coordinated write records its id here, so this is on the hot path:
     two generations of plain dicts (the older one is dropped whole when the

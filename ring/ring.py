@@ -48,10 +48,10 @@ class Ring:
     """Immutable ring over ``members`` (node id -> tokens in ``[0, 2**64)``).
 
     A member with no tokens is listed but owns nothing. Lookups are a bisect
-    plus an LRU cache of the distinct-member walk per (token index, n).
+    plus a bounded cache of the distinct-member walk per (token index, n).
     """
 
-    __slots__ = ("_members", "_ids", "_tokens", "_owners", "_placed", "_cache", "_cache_size", "_cache_room", "_key", "_segments", "_digest")
+    __slots__ = ("_members", "_ids", "_tokens", "_owners", "_placed", "_cache", "_cache_size", "_key", "_segments", "_digest")
 
     def __init__(self, members: Mapping[str, Iterable[int]] | None = None, *, cache_size: int | None = None) -> None:
         self._members = normalize_members({} if members is None else members)
@@ -68,9 +68,7 @@ class Ring:
         #: looks here, and an LRU's bookkeeping (and the lock it needs) cost more than
         #: an occasional refill; single dict operations are atomic between threads.
         self._cache: dict[int, tuple[str, ...]] = {}
-        #: member names the cache holds at most, and may still take (walks of a big cluster are long)
-        self._cache_size = 4 * cache_size
-        self._cache_room = self._cache_size
+        self._cache_size = cache_size
         self._key = tuple(sorted(self._members.items()))
         self._segments: dict[int, list[tuple[int, int, tuple[str, ...]]]] = {}
         self._digest: bytes | None = None
@@ -162,7 +160,7 @@ class Ring:
         return list(self._walk_from(i if i < len(tokens) else 0, n))
 
     def successors(self, key: bytes) -> tuple[str, ...]:
-        """:meth:`walk` as one tuple, the same object for every key in one ring arc (callers may key caches on it)."""
+        """:meth:`walk` as one tuple (equal for every key in one ring arc: callers may key caches on it)."""
         tokens = self._tokens
         if not tokens:
             return ()
@@ -199,10 +197,8 @@ class Ring:
                 if len(seen) == n:
                     break
         found = tuple(seen)
-        self._cache_room -= len(found)
-        if self._cache_room < 0:
+        if len(cache) >= self._cache_size:
             cache.clear()
-            self._cache_room = self._cache_size - len(found)
         cache[key] = found
         return found
 

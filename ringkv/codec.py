@@ -62,11 +62,11 @@ def one_value(data: bytes) -> bytes | None:
     in, and RocksDB checksums them at rest. Bytes from the network go through
     :func:`decode_parts`.
     """
-    if data[:1] == _ONE:
+    if data[:1] == _ONE and len(data) >= 6:
         end = 5 + _head_len(data)[0]
-        if end <= len(data):
+        if 5 < end <= len(data):
             return data[end:]
-    return None
+    return None  # not one value, or a header that cannot be one: decode_parts says which
 
 
 def _check_clock(clock: dict) -> None:

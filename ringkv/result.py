@@ -45,9 +45,10 @@ class Result:
         return res
 
     def _decode(self) -> None:
-        record, self._record = self._record, None
-        if record is not None:
+        record = self._record
+        if record is not None:  # a record that does not decode raises CorruptRecord every time it is asked
             self._clock, self._entries = decode_parts(record)
+            self._record = None
 
     @property
     def timestamp(self) -> int:

@@ -65,8 +65,16 @@ def _random_ops(rng: random.Random, replica: LocalReplica, n: int) -> None:
         op = rng.random()
         if op < 0.5:
             replica.write(cf, skey, rng.randbytes(rng.randrange(0, 20)), lww=rng.random() < 0.2)
-        elif op < 0.7:
+        elif op < 0.6:
             replica.write(cf, skey, None)
+        elif op < 0.7:
+            # a chunk of encoded records, one key possibly twice (the streamed and client-copied path)
+            batch = []
+            for _ in range(rng.randrange(1, 4)):
+                actor, c = rng.choice(["x.1", "y.1"]), rng.randrange(1, 6)
+                value = None if rng.random() < 0.3 else rng.randbytes(4)
+                batch.append((rng.choice([skey, rng.choice(keys)]), encode_record(DVVSet({actor: c}, [(actor, c, rng.randrange(1 << 40), value)])), None))
+            replica.apply_many(cf, batch, lww=rng.random() < 0.2)
         else:
             # a record from another replica, with its clock in another order
             actor = rng.choice(["x.1", "y.1", "a.3"])
