@@ -7,7 +7,7 @@ runs the effects it returns.
 
 from .config import GossipConfig
 from .effects import (
-    ALIVE, DOWN, SUSPECT, Effect, LivenessChanged, MemberChanged, MetadataChanged, Send,
+    ALIVE, DOWN, SUSPECT, Effect, LivenessChanged, MemberChanged, MemberPurged, MetadataChanged, Send,
 )
 from .membership import (
     JOINING, LEAVING, LEFT, REMOVED, STATUSES, TERMINAL, UP, Member, MetaEntry,
@@ -19,7 +19,7 @@ from .sim import SimCluster, convergence_rounds
 
 __all__ = [
     "GossipNode", "GossipConfig",
-    "Effect", "Send", "MemberChanged", "LivenessChanged", "MetadataChanged",
+    "Effect", "Send", "MemberChanged", "MemberPurged", "LivenessChanged", "MetadataChanged",
     "ALIVE", "SUSPECT", "DOWN",
     "Member", "MetaEntry", "JOINING", "UP", "LEAVING", "LEFT", "REMOVED", "STATUSES", "TERMINAL",
     "merge_member", "merge_views", "merge_meta", "merge_metadata",

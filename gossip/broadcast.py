@@ -30,6 +30,15 @@ class BroadcastQueue:
         self._levels.setdefault(0, {})[key] = item
         self._where[key] = 0
 
+    def discard(self, key: Hashable) -> None:
+        """Stop spreading the item under ``key`` (its subject was purged)."""
+        lvl = self._where.pop(key, None)
+        if lvl is not None:
+            bucket = self._levels[lvl]
+            del bucket[key]
+            if not bucket:
+                del self._levels[lvl]
+
     def take(self, count: int, limit: int, skip: Hashable = None) -> list:
         """Up to ``count`` items; each taken item counts one transmission."""
         out: list = []

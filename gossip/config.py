@@ -17,12 +17,20 @@ no false "down" over 10 minutes. Timing chain of a crash:
 The suspicion minimum (1.2 s) is the time a falsely suspected node has to hear
 the rumor and get its refutation around (a few gossip rounds), and the longest
 event-loop stall a node survives without being declared down.
+
+Departed members (``left``/``removed``) are purged from the view after
+``purge_after`` and their ids quarantined for ``purge_quarantine`` more (see
+:mod:`ringkv.gossip.node`): 3 days each, as Cassandra keeps removed
+endpoints, so a node partitioned or stopped for days still cannot bring one
+back.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from ringkv.errors import BadRequest
 
 __all__ = ["GossipConfig"]
 
@@ -62,17 +70,30 @@ class GossipConfig:
     sync_interval: float = 0.3
     #: Seconds between join announcements to the seeds while alone.
     join_retry: float = 1.0
+    #: Seconds a ``left``/``removed`` entry stays in the view after this node
+    #: first saw it so; then it is purged (sooner once a peer has purged it).
+    #: ``math.inf`` keeps departed members forever.
+    purge_after: float = 259200.0
+    #: Seconds a purged node id stays quarantined: gossip about it is ignored
+    #: (answered with the tombstone), so stale copies cannot bring it back.
+    #: Refreshed whenever a stale copy shows up.
+    purge_quarantine: float = 259200.0
 
     def __post_init__(self) -> None:
+        """Reject impossible tunings with :class:`~ringkv.errors.BadRequest` (a ValueError)."""
         if not 0 < self.ping_timeout < self.probe_interval:
-            raise ValueError("need 0 < ping_timeout < probe_interval")
+            raise BadRequest("need 0 < ping_timeout < probe_interval")
         if not 0 < self.indirect_timeout < self.probe_interval - self.ping_timeout:
-            raise ValueError("need 0 < indirect_timeout < probe_interval - ping_timeout")
+            raise BadRequest("need 0 < indirect_timeout < probe_interval - ping_timeout")
         for name in ("gossip_interval", "sync_interval", "join_retry", "suspicion_mult"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
+                raise BadRequest(f"{name} must be positive")
         if self.suspicion_max_mult < 1 or self.awareness_max < 1 or self.max_piggyback < 1:
-            raise ValueError("suspicion_max_mult, awareness_max and max_piggyback must be >= 1")
+            raise BadRequest("suspicion_max_mult, awareness_max and max_piggyback must be >= 1")
+        for name in ("purge_after", "purge_quarantine"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise BadRequest(f"{name} must be a number of seconds >= 0, got {value!r}")
 
     def suspicion_bounds(self, n: int) -> tuple[float, float]:
         """``(min, max)`` suspicion timeout for a cluster of ``n`` members."""

@@ -14,7 +14,7 @@ from ringkv.wire import Message
 
 from .membership import Member
 
-__all__ = ["ALIVE", "SUSPECT", "DOWN", "Send", "MemberChanged", "LivenessChanged",
+__all__ = ["ALIVE", "SUSPECT", "DOWN", "Send", "MemberChanged", "MemberPurged", "LivenessChanged",
            "MetadataChanged", "Effect"]
 
 ALIVE, SUSPECT, DOWN = "alive", "suspect", "down"
@@ -42,6 +42,17 @@ class MemberChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberPurged:
+    """A departed (left/removed) member's entry was dropped from the view.
+
+    ``last`` is the entry as it was. The ring does not change (departed
+    members own nothing); the member just stops being listed.
+    """
+
+    last: Member
+
+
+@dataclass(frozen=True, slots=True)
 class LivenessChanged:
     """This node's opinion of a member's liveness changed (alive/suspect/down)."""
 
@@ -58,4 +69,4 @@ class MetadataChanged:
     value: Any
 
 
-Effect = Union[Send, MemberChanged, LivenessChanged, MetadataChanged]
+Effect = Union[Send, MemberChanged, MemberPurged, LivenessChanged, MetadataChanged]

@@ -22,6 +22,10 @@ The order of two entries of one member (its "version" in the wide sense) is::
   ordered by content, so every node keeps the same one.
 * ``left`` and ``removed`` are final for that ``node_id``; a node that comes
   back after either must join under a new id.
+* Terminal entries are not kept forever: a node purges one some time after
+  it went terminal and then quarantines the id, holding the purged entry as
+  a tombstone (see :mod:`ringkv.gossip.node`). A purged entry leaves the view,
+  its fingerprints and digests, so nodes that both purged agree again.
 
 Cluster metadata is a second, small CRDT map ``key -> MetaEntry(counter,
 writer, value)``, ordered by ``(counter, writer, fingerprint)``; a writer sets
@@ -333,6 +337,17 @@ class View:
         self._hash ^= delta
         self._members[m.node_id] = m
         self._buckets[b][m.node_id] = m
+
+    def discard(self, node_id: str) -> Member | None:
+        """Drop an entry (a purged departed member); returns it, or None."""
+        m = self._members.pop(node_id, None)
+        if m is None:
+            return None
+        b = bucket_of(node_id)
+        self._fps[b] ^= m.fp
+        self._hash ^= m.fp
+        del self._buckets[b][node_id]
+        return m
 
     def buckets(self) -> list[int]:
         """Per-bucket XOR of entry fingerprints."""

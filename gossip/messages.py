@@ -12,7 +12,9 @@ Nested shapes (all plain lists, msgpack-friendly):
 * metadata entry: ``[key, counter, writer, value]``
 * gossip item (piggyback): ``["m", member]``, ``["k", metadata]``,
   ``["s", node_id, incarnation, from_id]`` (suspect) or
-  ``["d", node_id, incarnation, from_id]`` (down)
+  ``["d", node_id, incarnation, from_id]`` (down), or ``["p", member]``
+  (purged: the sender dropped this ``left``/``removed`` entry and quarantines
+  its id; sent only to a peer that still holds the member)
 * digest item: ``[node_id, rank, incarnation, counter, fingerprint]``
 * view fingerprint: ``[size, xor of entry fingerprints]``
 """
@@ -25,7 +27,7 @@ from ringkv.errors import ProtocolError
 from ringkv.wire import Message, message
 
 from .membership import (
-    MAX_ADDR, MAX_ID, NBUCKETS, U63, U64, check_member_wire, check_meta_wire,
+    MAX_ADDR, MAX_ID, NBUCKETS, TERMINAL, U63, U64, check_member_wire, check_meta_wire,
 )
 
 __all__ = [
@@ -71,6 +73,10 @@ def check_gossip_item(item: Any) -> None:
         check_member_wire(item[1])
     elif kind == "k" and len(item) == 2:
         check_meta_wire(item[1])
+    elif kind == "p" and len(item) == 2:
+        check_member_wire(item[1])
+        if item[1][3] not in TERMINAL:
+            raise ProtocolError("purged member: status must be left or removed")
     elif kind in ("s", "d") and len(item) == 4:
         _id(item[1], "rumor.node_id")
         _uint(item[2], "rumor.incarnation")

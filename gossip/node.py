@@ -26,6 +26,21 @@ Lifeguard refinements: the rumor about a suspect/down target is always
 piggybacked first on messages to it (so it refutes at once), suspicion
 timeouts shrink with independent confirmations, relays answer nack, and a
 local health score slows our own probing when we look like the slow one.
+
+Departed members are purged so churn does not grow the view forever. A
+``left``/``removed`` entry is dropped ``purge_after`` seconds after this node
+first saw it terminal (a :class:`MemberPurged` effect), unless the shell's
+``retain(node_id)`` says it still needs it (hints to hand over). Its id is then
+quarantined for ``purge_quarantine`` seconds with the purged entry kept as a
+tombstone: no entry for that id enters the view again. Nothing about a
+quarantined id can be news: a live entry is older than the tombstone whatever
+its incarnation or counter (a terminal entry outranks every live one), and a
+terminal one only says again that the member is gone. A peer still holding the
+member (in a sync digest, sync entries or a join) is answered with
+``["p", tombstone]``: it learns the departure if it had missed it and purges
+the entry at once, so the first node to purge leads the others and views agree
+again within a few syncs instead of differing until each node's own timer runs.
+Gossip about a purged id that arrives after its quarantine is treated as new.
 """
 
 from __future__ import annotations
@@ -33,7 +48,7 @@ from __future__ import annotations
 import math
 import random
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import msgpack
 
@@ -42,10 +57,13 @@ from ringkv.wire import Message
 
 from .broadcast import BroadcastQueue
 from .config import GossipConfig
-from .effects import ALIVE, DOWN, SUSPECT, LivenessChanged, MemberChanged, MetadataChanged, Send
+from .effects import (
+    ALIVE, DOWN, SUSPECT, LivenessChanged, MemberChanged, MemberPurged, MetadataChanged, Send,
+)
 from .liveness import LivenessTable
 from .membership import (
     JOINING, RANK, REMOVED, STATUSES, TERMINAL, Member, MetaEntry, MetadataMap, View, _interned,
+    merge_member,
 )
 from .messages import Ack, Gossip, Join, Nack, Ping, PingReq, Sync, SyncDelta, SyncDigest
 from .swim import SwimMixin, _Probe, _Relay
@@ -55,6 +73,11 @@ __all__ = ["GossipNode", "MAX_META_BYTES"]
 
 #: Metadata is for small cluster-wide definitions (keyspaces), gossiped whole.
 MAX_META_BYTES = 64 * 1024
+#: Seconds before asking ``retain`` again about a departed member it kept.
+RETAIN_RECHECK = 30.0
+#: Purged markers per message (well under the gossip list limit); the rest
+#: go with later syncs.
+MAX_PURGED_ITEMS = 1024
 
 
 class GossipNode(SwimMixin, PushPullMixin):
@@ -71,7 +94,11 @@ class GossipNode(SwimMixin, PushPullMixin):
         incarnation: int = 0,
         config: GossipConfig | None = None,
         rng: random.Random | None = None,
+        retain: Callable[[str], bool] | None = None,
     ) -> None:
+        """``retain(node_id)``, if given, is asked before purging a departed
+        member; while it returns True the entry is kept (e.g. the shell still
+        holds hints that go to that member's successors)."""
         if status in TERMINAL:
             raise BadRequest("a node cannot start as left or removed")
         self.config = config or GossipConfig()
@@ -93,6 +120,10 @@ class GossipNode(SwimMixin, PushPullMixin):
         self._started = False
         self._next_probe = self._next_gossip = self._next_sync = self._next_join = 0.0
         self._out: list = []
+        self._retain = retain
+        self._purge_at: dict[str, float] = {}                   # terminal member -> purge time
+        self._purged: dict[str, tuple[Member, float]] = {}     # quarantine: tombstone, until
+        self._next_purge = math.inf
         self._handlers = {
             Ping: self._on_ping, Ack: self._on_ack, Nack: self._on_nack, PingReq: self._on_ping_req,
             Gossip: self._on_gossip, Join: self._on_join, Sync: self._on_sync,
@@ -115,8 +146,17 @@ class GossipNode(SwimMixin, PushPullMixin):
 
     @property
     def members(self) -> Mapping[str, Member]:
-        """The view: node_id -> Member, including left/removed entries."""
+        """The view: node_id -> Member, including left/removed entries until purged."""
         return MappingProxyType(self._view.mapping())
+
+    def departed(self, node_id: str) -> bool:
+        """True for a member that left or was removed, listed or already purged."""
+        m = self._view.get(node_id)
+        return m.terminal if m is not None else node_id in self._purged
+
+    def quarantined(self) -> Mapping[str, Member]:
+        """Purged members still in quarantine: node_id -> tombstone entry."""
+        return {k: tomb for k, (tomb, _) in self._purged.items()}
 
     @property
     def metadata(self) -> Mapping[str, Any]:
@@ -157,7 +197,7 @@ class GossipNode(SwimMixin, PushPullMixin):
             d = min(d, p.direct_deadline)
         if self._relays:
             d = min(d, min(r.deadline for r in self._relays.values()))
-        d = min(d, self._live.next_deadline())
+        d = min(d, self._live.next_deadline(), self._next_purge)
         if len(self._queue):
             d = min(d, self._next_gossip)
         if self._seeds and not self._peers:
@@ -186,6 +226,8 @@ class GossipNode(SwimMixin, PushPullMixin):
             self._next_join = now + self.config.join_retry
             for seed in self._seeds:
                 self._send(seed, Join(self._self.wire()))
+        if now >= self._next_purge:
+            self._sweep(now)
         return self._flush()
 
     def receive(self, src: str, msg: Message, now: float) -> list:
@@ -355,6 +397,8 @@ class GossipNode(SwimMixin, PushPullMixin):
         if m.terminal:
             self._live.forget(node_id)
             self._drop_peer(node_id)
+            if node_id not in self._purge_at:
+                self._schedule_purge(node_id, now + self.config.purge_after)
         elif old is None:
             self._live.add(node_id, m.incarnation)
             self._add_peer(node_id)
@@ -363,6 +407,9 @@ class GossipNode(SwimMixin, PushPullMixin):
 
     def _merge_raw(self, raw: list, now: float) -> None:
         """Merge a (validated) wire entry, skipping the parse when it is not newer."""
+        if raw[0] in self._purged:
+            self._absorb(raw, now)
+            return
         cur = self._self if raw[0] == self.node_id else self._view.get(raw[0])
         if cur is not None:
             key = (RANK[raw[3]], raw[4], raw[5])
@@ -413,8 +460,82 @@ class GossipNode(SwimMixin, PushPullMixin):
                 cur = self._meta.get(item[1][0])
                 if cur is None or item[1][1] >= cur.counter:
                     self._merge_meta(MetaEntry.from_wire(item[1]))
+            elif kind == "p":
+                self._on_purged(item[1], now)
             else:
                 self._rumor(kind, item[1], item[2], item[3], now)
 
     def _on_gossip(self, msg: Gossip, now: float) -> None:
         self._apply_gossip(msg.gossip, now)
+
+    # -- internals: purging departed members ----------------------------------
+
+    def _schedule_purge(self, node_id: str, at: float) -> None:
+        self._purge_at[node_id] = at
+        if at < self._next_purge:
+            self._next_purge = at
+
+    def _sweep(self, now: float) -> None:
+        """Purge departed members that are due; end quarantines that ran out."""
+        nxt = math.inf
+        for node_id, at in list(self._purge_at.items()):
+            if at > now:
+                nxt = min(nxt, at)
+            elif self._retain is not None and self._retain(node_id):
+                at = now + RETAIN_RECHECK
+                self._purge_at[node_id] = at
+                nxt = min(nxt, at)
+            else:
+                self._purge(node_id, now)
+        for node_id, (_, until) in list(self._purged.items()):
+            if until <= now:
+                del self._purged[node_id]
+            else:
+                nxt = min(nxt, until)
+        self._next_purge = nxt
+
+    def _purge(self, node_id: str, now: float) -> None:
+        del self._purge_at[node_id]
+        m = self._view.discard(node_id)
+        if m is None:
+            return
+        self._queue.discard(("m", node_id))
+        self._purged[node_id] = (m, now + self.config.purge_quarantine)
+        self._out.append(MemberPurged(m))
+
+    def _absorb(self, raw: list, now: float) -> None:
+        """An entry for a quarantined id: fold it into the tombstone, never into the view.
+
+        A newer (terminal) entry replaces the tombstone; any copy restarts the
+        quarantine, since someone still holds the member.
+        """
+        tomb, _ = self._purged[raw[0]]
+        if raw[3] in TERMINAL:
+            tomb = merge_member(tomb, _interned(raw))  # type: ignore[assignment]
+        until = now + self.config.purge_quarantine
+        self._purged[raw[0]] = (tomb, until)
+        if until < self._next_purge:
+            self._next_purge = until
+
+    def _purged_items(self, node_ids: Iterable[str], now: float) -> list:
+        """``["p", tombstone]`` for the quarantined ones among ``node_ids`` a peer still holds."""
+        out: list = []
+        for node_id in node_ids:
+            q = self._purged.get(node_id)
+            if q is not None and len(out) < MAX_PURGED_ITEMS:
+                self._purged[node_id] = (q[0], now + self.config.purge_quarantine)
+                out.append(["p", list(q[0].wire())])
+        return out
+
+    def _on_purged(self, raw: list, now: float) -> None:
+        """A peer purged this departed member: learn the departure, purge it soon too."""
+        node_id = raw[0]
+        if node_id == self.node_id or node_id in self._purged:
+            self._merge_raw(raw, now)  # ourselves: we are gone; quarantined: refresh
+            return
+        if self._view.get(node_id) is None:
+            return
+        self._merge_raw(raw, now)
+        m = self._view.get(node_id)
+        if m is not None and m.terminal and self._purge_at.get(node_id, math.inf) > now:
+            self._schedule_purge(node_id, now)

@@ -9,6 +9,11 @@ metadata if that differs; the peer sends a ``SyncDelta`` with the entries the
 opener lacks and the ids it wants back, answered by a last ``SyncDelta``.
 Traffic is proportional to the difference, not to the cluster size.
 
+Purged (quarantined) members never travel as entries: a node neither wants
+nor takes them back; a peer that still lists one in its digest or entries
+gets ``["p", tombstone]`` in the delta's gossip instead (see
+:mod:`ringkv.gossip.node`).
+
 A new node knows only seed addresses: while it knows no other member it sends
 ``Join`` (its own entry) to every seed each ``join_retry``; a seed merges the
 entry and answers with its whole view, metadata and the suspect/down rumors it
@@ -36,6 +41,7 @@ class PushPullMixin:
         self._merge_raw(msg.member, now)
         rumors = [["s" if st == SUSPECT else "d", nid, self._live.incarnation(nid), self.node_id]
                   for nid, st in self._live.states().items() if st != ALIVE]
+        rumors.extend(self._purged_items([msg.member[0]], now))  # a departed id trying to come back
         self._send(msg.member[1], SyncDelta(self.node_id, self.addr,
                                             [m.wire() for m in self._view],
                                             self._meta.wire_all(), [], rumors))
@@ -87,18 +93,20 @@ class PushPullMixin:
                 elif m.fp != d[4]:
                     send.append(m.wire())
                     want.append(m.node_id)
-        want.extend(theirs)
+        purged = self._purged_items(theirs, now)
+        want.extend(k for k in theirs if k not in self._purged)
         meta = self._meta.wire_all() if self._meta.fp != msg.meta_fp else []
-        if send or want or meta:
-            self._send(msg.src_addr, SyncDelta(self.node_id, self.addr, send, meta, want, []))
+        if send or want or meta or purged:
+            self._send(msg.src_addr, SyncDelta(self.node_id, self.addr, send, meta, want, purged))
 
     def _on_sync_delta(self: GossipNode, msg: SyncDelta, now: float) -> None:
+        purged = self._purged_items([raw[0] for raw in msg.members], now)
         for raw in msg.members:
             self._merge_raw(raw, now)
         for raw in msg.meta:
             self._merge_meta(MetaEntry.from_wire(raw))
         self._apply_gossip(msg.gossip, now)
-        if msg.want:
-            found = [self._view.get(w) for w in msg.want]
-            self._send(msg.src_addr, SyncDelta(self.node_id, self.addr,
-                                               [m.wire() for m in found if m is not None], [], [], []))
+        found = [self._view.get(w) for w in msg.want]
+        members = [m.wire() for m in found if m is not None]
+        if members or purged:
+            self._send(msg.src_addr, SyncDelta(self.node_id, self.addr, members, [], [], purged))

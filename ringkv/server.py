@@ -24,12 +24,12 @@ from ringkv.gossip import (
     JOINING,
     LEAVING,
     LEFT,
-    TERMINAL,
     UP,
     GossipConfig,
     GossipNode,
     LivenessChanged,
     MemberChanged,
+    MemberPurged,
     MetadataChanged,
     Send,
 )
@@ -238,6 +238,11 @@ class NodeServer:
         raw_tokens = storage.meta_get(_TOKENS)
         tokens = list(msgpack.unpackb(raw_tokens)) if raw_tokens else []
         phase = (storage.meta_get(_PHASE) or b"").decode()
+        if phase == "left":
+            # its tokens went to others; and once the cluster has purged it, nothing
+            # else would stop it coming back as their owner
+            raise BadRequest(f"node {self.node_id} left the cluster: {cfg.data_dir} cannot serve again "
+                             "(start with an empty data directory to join as a new node)")
         self._rng = random.Random(cfg.seed)
         self.transport = self._make_transport(cfg.listen, FastHandler(self._handle, self._answer_now))
         if cfg.store.fsync and hasattr(self.transport, "before_send"):
@@ -266,6 +271,9 @@ class NodeServer:
             incarnation=incarnation,
             config=cfg.gossip,
             rng=self._rng,
+            # a departed member stays listed while we hold hints for it: they are
+            # rehomed to its successors only while departed() can tell it is gone
+            retain=lambda node_id: node_id in self.hints.pending(),
         )
         self.coordinator = Coordinator(
             self, replica, self.hints, self.transport.request,
@@ -431,6 +439,8 @@ class NodeServer:
                     self._stopped.set()
             elif type(e) is LivenessChanged:
                 log.info("member %s is %s (was %s)", e.node_id, e.new, e.old)
+            elif type(e) is MemberPurged:
+                log.info("member %s (%s) purged from the membership", e.last.node_id, e.last.status)
             elif type(e) is MetadataChanged:
                 self.catalog.on_metadata(e.key, e.value)
         if ring_changed:
@@ -481,8 +491,7 @@ class NodeServer:
         return live is not None and live != DOWN
 
     def departed(self, node_id: str) -> bool:
-        m = self.gossip.members.get(node_id)  # type: ignore[union-attr]
-        return m is not None and m.status in TERMINAL
+        return self.gossip.departed(node_id)  # type: ignore[union-attr]
 
     def addr(self, node_id: str) -> str:
         m = self.gossip.members.get(node_id)  # type: ignore[union-attr]

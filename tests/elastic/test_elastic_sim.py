@@ -6,7 +6,7 @@ import asyncio
 import random
 import shutil
 
-from ringkv.errors import RingKVError
+from ringkv.errors import BadRequest, RingKVError
 from ringkv.node_messages import Leave, RemoveMember
 from ringkv.quorum.messages import LocalGet
 from ringkv.ring.streaming import StreamConfig
@@ -80,17 +80,24 @@ def test_grow_3_to_5_then_shrink_with_leave_under_load(tmp_path):
             for i in (3, 4):
                 await cluster.servers[i].wait_stopped()
                 await cluster.crash(i)
+            # a node that left never serves from its old data directory again (its tokens are others' now)
+            try:
+                await cluster.restart(3)
+                refused = None
+            except BadRequest as exc:
+                refused = str(exc)
             await cluster.wait_for(lambda: _all_up(cluster, 3))
             await cluster.run_for(3)
             load.running = False
             await task
             missing = [k for k, v in load.acked.items() if (r := await client.keyspace("data").aget(k)) is None or v not in r.values]
             counts = {k: await copies(cluster, client, k) for k in list(load.acked)[:100]}
-            return load, grown, missing, counts
+            return load, grown, missing, counts, refused
         finally:
             await cluster.stop()
 
-    load, grown, missing, counts = run_virtual(main())
+    load, grown, missing, counts, refused = run_virtual(main())
+    assert refused is not None and "left the cluster" in refused
     assert load.ops > 500
     assert load.failures == []
     assert missing == []

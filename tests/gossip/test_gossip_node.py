@@ -273,7 +273,7 @@ def test_public_names():
     import ringkv.gossip as g
 
     assert set(g.__all__) == {
-        "GossipNode", "GossipConfig", "Effect", "Send", "MemberChanged", "LivenessChanged",
+        "GossipNode", "GossipConfig", "Effect", "Send", "MemberChanged", "MemberPurged", "LivenessChanged",
         "MetadataChanged", "ALIVE", "SUSPECT", "DOWN", "Member", "MetaEntry", "JOINING", "UP",
         "LEAVING", "LEFT", "REMOVED", "STATUSES", "TERMINAL", "merge_member", "merge_views",
         "merge_meta", "merge_metadata", "GOSSIP_MESSAGES", "Ping", "Ack", "Nack", "PingReq",
