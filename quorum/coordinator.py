@@ -245,7 +245,7 @@ class Coordinator:
             hint_for = next((m for m in preferred if not self.view.is_alive(m)), preferred[0] if preferred else None)
         extras = [extra, self.table_extra(table, req.key), self._hint_extra(hint_for, table.wire_name, req.key) if hint_for else None]
         ts = None if req.timestamp is None else check_timestamp(req.timestamp)
-        done = self.replica.write_encoded(table.cf, table.skey(req.key), req.value, ctx, lww=table.lww, timestamp=ts, extra=_chain(extras))
+        done = self.replica.write(table.cf, table.skey(req.key), req.value, ctx, lww=table.lww, timestamp=ts, extra=_chain(extras))
         if req.request_id:
             self._recent[req.request_id] = done[1]
         return done

@@ -83,22 +83,8 @@ class LocalReplica:
         lww: bool = False,
         timestamp: Optional[int] = None,
         extra: Extra = None,
-    ) -> DVVSet:
-        """Coordinate a new write (``value=None`` deletes) with this replica's dot."""
-        return self.write_encoded(cf, skey, value, context, lww=lww, timestamp=timestamp, extra=extra)[0]
-
-    def write_encoded(
-        self,
-        cf: str,
-        skey: bytes,
-        value: Optional[bytes],
-        context: Optional[Mapping[str, int]] = None,
-        *,
-        lww: bool = False,
-        timestamp: Optional[int] = None,
-        extra: Extra = None,
     ) -> tuple[DVVSet, bytes]:
-        """:meth:`write`, also returning the record's stored bytes (a coordinator sends them on)."""
+        """Coordinate a new write (``value=None`` deletes) with this replica's dot: the record and its stored bytes."""
         storage = self.storage
         table = storage.cf(cf)
         # the dot's counter is an HLC time: it stays above any this actor
