@@ -12,7 +12,9 @@ from __future__ import annotations
 import threading
 from typing import Callable, Mapping, Optional, Sequence
 
-from ringkv.codec import decode_parts, decode_record, encode_one, encode_record
+from rocksdict import Rdict
+
+from ringkv.codec import decode_parts, decode_record, encode_one, encode_record, supersedes_one
 from ringkv.quorum.dvv import DVVSet, sync, sync_lww, update, update_lww
 from ringkv.quorum.hlc import HLC
 from ringkv.storage import Batch, Storage
@@ -45,6 +47,7 @@ class LocalReplica:
         self.actor = actor
         self.hlc = hlc or HLC()
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._write_options = storage.write_options
         #: Called for every record written through this replica; see :data:`Observer`.
         self.observers: list[Observer] = []
         #: Called with the column family when a batch observers saw failed to be written.
@@ -109,27 +112,28 @@ class LocalReplica:
                 self._store(cf, skey, raw, data, extra, local, rec)
         return rec, data
 
-    def put_plain(self, cf: str, skey: bytes, value: bytes, lww: bool) -> None:
+    def put_plain(self, cf: str, table: Rdict, skey: bytes, value: bytes, lww: bool) -> None:
         """:meth:`write` of a value with no context, timestamp or companion writes (an embedded ``put``).
 
-        A new key's record is encoded straight from its one dot, with no
-        record object; a replica with observers takes :meth:`write`.
+        ``table`` is ``cf``'s column family. A new key's record, or the record
+        of a key only this replica wrote, is encoded straight from the one
+        new dot (see :func:`~ringkv.codec.supersedes_one`), with no record
+        object; a replica with observers takes :meth:`write`.
         """
         if self.observers:
             self.write(cf, skey, value, lww=lww)
             return
-        storage = self.storage
-        table = storage.cf(cf)
         now = self.hlc.now()
+        actor = self.actor
         with self._locks[skey[0] & _STRIPE_MASK]:
             raw = table.get(skey)
-            if raw is None:
-                data = encode_one(self.actor, now, now, value)
+            if raw is None or supersedes_one(raw, actor, now):
+                data = encode_one(actor, now, now, value)
             else:
-                data = encode_record((update_lww if lww else update)(decode_record(raw), None, value, self.actor, now, now))
-            table.put(skey, data, storage.write_options)
-        if storage._sync_each:
-            storage.sync_wal()
+                data = encode_record((update_lww if lww else update)(decode_record(raw), None, value, actor, now, now))
+            table.put(skey, data, self._write_options)
+        if self.storage._sync_each:
+            self.storage.sync_wal()
 
     def apply(self, cf: str, skey: bytes, incoming: DVVSet, *, lww: bool = False, extra: Extra = None) -> DVVSet:
         """Merge a record from another replica into ours; returns the merged record."""

@@ -23,7 +23,7 @@ import msgpack
 from ringkv.errors import CorruptRecord
 from ringkv.quorum.dvv import DVVSet
 
-__all__ = ["FORMAT_V1", "FORMAT_ONE", "encode_record", "encode_one", "decode_record", "decode_parts", "one_value", "live_value", "live_values"]
+__all__ = ["FORMAT_V1", "FORMAT_ONE", "encode_record", "encode_one", "supersedes_one", "decode_record", "decode_parts", "one_value", "live_value", "live_values"]
 
 FORMAT_V1 = 1
 FORMAT_ONE = 2
@@ -50,9 +50,63 @@ def encode_record(rec: DVVSet) -> bytes:
 
 
 def encode_one(actor: str, counter: int, ts: int, value: bytes) -> bytes:
-    """``encode_record`` of a new key's first record (one dot, one value), without building it."""
+    """``encode_record`` of a new key's first record (one dot, one value), without building it.
+
+    A local write's dot has its timestamp as its counter, and a timestamp
+    is a u64 that needs all 8 bytes: that header is ``actor``'s template
+    with the timestamp put in three times, not a msgpack call.
+    """
+    if counter == ts and _U32_MAX < ts <= _U64_MAX:
+        template = _ONE_TEMPLATES.get(actor)
+        if template is None:
+            template = _one_template(actor)
+        pack, first, second = template
+        return pack(first, ts, second, ts, 0xCF, ts) + value
     head = _packb([{actor: counter}, actor, counter, ts])
     return _one_prefix(FORMAT_ONE, len(head)) + head + value
+
+
+def supersedes_one(raw: bytes, actor: str, ts: int) -> bool:
+    """Whether a write by ``actor`` at ``ts`` without context over the stored ``raw`` stores ``encode_one(actor, ts, ts, value)``.
+
+    True when ``raw`` is a one-value record whose clock is ``{actor: c}`` and
+    whose counter and timestamp are below ``ts``: the write then replaces its
+    one dot, under either conflict mode, and the merged clock is ``{actor: ts}``.
+    The check reads fixed offsets of ``actor``'s template, without decoding.
+    Only for records this node stored itself (as :func:`one_value`).
+    """
+    if not _U32_MAX < ts <= _U64_MAX:
+        return False
+    template = _ONE_TEMPLATES.get(actor)
+    if template is None:
+        template = _one_template(actor)
+    _, first, second = template
+    at = len(first)
+    mid = at + 8
+    end = mid + len(second)
+    if raw[:at] != first or raw[mid:end] != second or raw[end + 8 : end + 9] != b"\xcf":
+        return False
+    clock = _u64_at(raw, at)[0]
+    return clock < ts and _u64_at(raw, end)[0] <= clock and _u64_at(raw, end + 9)[0] < ts
+
+
+_u64_at = struct.Struct(">Q").unpack_from
+_U32_MAX = 0xFFFFFFFF
+_U64_MAX = 0xFFFFFFFFFFFFFFFF
+#: actor -> (pack, bytes before the first timestamp, bytes between the first two): one per writing actor
+_ONE_TEMPLATES: dict[str, tuple] = {}
+
+
+def _one_template(actor: str) -> tuple:
+    name = _packb(actor)
+    head_len = 2 + 2 * len(name) + 3 * 9  # fixarray, fixmap, the actor twice, three u64s (0xcf + 8 bytes)
+    first = _one_prefix(FORMAT_ONE, head_len) + b"\x94\x81" + name + b"\xcf"
+    second = name + b"\xcf"
+    template = (struct.Struct(f">{len(first)}sQ{len(second)}sQBQ").pack, first, second)
+    if len(_ONE_TEMPLATES) >= 64:
+        _ONE_TEMPLATES.clear()
+    _ONE_TEMPLATES[actor] = template
+    return template
 
 
 def one_value(data: bytes) -> bytes | None:

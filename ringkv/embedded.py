@@ -82,7 +82,7 @@ class EmbeddedKeyspace(KeyspaceAPI):
             value = as_value(value, self._max_value)
         if context is None and w is None and timestamp is None and type(key) is bytes and len(key) <= self._max_key:
             try:  # the common case, without the general path's checks
-                self._replica.put_plain(self._cf, hash64_bytes(key) + key, value, self._lww)
+                self._replica.put_plain(self._cf, self._table, hash64_bytes(key) + key, value, self._lww)
             except Exception as exc:
                 raise self._failed(exc) from None
             return

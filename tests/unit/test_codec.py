@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ringkv.codec import decode_parts, decode_record, encode_one, encode_record, one_value
+from ringkv.codec import decode_parts, decode_record, encode_one, encode_record, one_value, supersedes_one
 from ringkv.errors import CorruptRecord
 from ringkv.quorum.aae import record_digest
-from ringkv.quorum.dvv import DVVSet
+from ringkv.quorum.dvv import DVVSet, update, update_lww
 from ringkv.result import Result
 
 entries = st.lists(
@@ -63,10 +63,38 @@ def test_a_corrupt_one_value_record_is_never_read_as_a_good_one(raw):
             res.timestamp
 
 
-@given(st.text(min_size=1, max_size=30), st.integers(0, 2**64 - 1), st.integers(0, 2**63 - 1), st.binary(max_size=64))
-def test_a_new_keys_record_encodes_as_the_general_encoder_does(actor, counter, ts, value):
-    # equal records must be equal bytes on every replica, whichever encoder wrote them
+@given(st.text(min_size=1, max_size=300), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.booleans(), st.binary(max_size=64))
+def test_a_new_keys_record_encodes_as_the_general_encoder_does(actor, counter, ts, local, value):
+    # equal records must be equal bytes on every replica, whichever encoder wrote them;
+    # a local write's counter is its timestamp (the templated header), others go through msgpack
+    if local:
+        counter = ts
     assert encode_one(actor, counter, ts, value) == encode_record(DVVSet({actor: counter}, [(actor, counter, ts, value)]))
+
+
+# timestamps a few apart (so every order between them comes up), at both ends of the u64 encoding
+near = st.one_of(st.integers(0, 4).map(lambda x: 2**40 + x), st.integers(0, 3).map(lambda x: 2**64 - 5 + x), st.sampled_from([2**32 - 1, 2**32]))
+local_records = st.one_of(
+    # any record, and the one-value records a local write stores (most of them end up here)
+    st.builds(DVVSet, st.dictionaries(st.sampled_from(["a.1", "b.2"]), st.one_of(st.integers(0, 2**40), near)), entries),
+    st.builds(lambda c, d, t, v: DVVSet({"a.1": c}, [("a.1", min(c, d), t, v)]), near, near, near, st.binary(max_size=16)),
+    st.builds(lambda c, t, v: DVVSet({"a.1": c}, [("b.2", c, t, v)]), near, near, st.binary(max_size=16)),
+)
+
+
+@settings(max_examples=300)
+@given(local_records, near, st.booleans(), st.binary(max_size=16))
+@example(DVVSet({"a.1": 2**40}, [("a.1", 2**40, 2**40 + 9, b"v")]), 2**40 + 1, True, b"w")  # an older dot with a later timestamp wins
+@example(DVVSet({"a.1": 2**40 + 2}, [("a.1", 2**40, 2**40, b"v")]), 2**40 + 1, False, b"w")  # the clock saw more than the write
+def test_a_plain_overwrite_skips_decoding_only_when_the_result_is_the_same(rec, ts, lww, value):
+    # the embedded put's shortcut: a one-value record of our actor, older than the write, is replaced whole
+    raw = encode_record(rec)
+    general = encode_record((update_lww if lww else update)(rec, None, value, "a.1", ts, ts))
+    if supersedes_one(raw, "a.1", ts):
+        assert encode_one("a.1", ts, ts, value) == general
+    own = set(rec.clock) == {"a.1"} and len(rec.entries) == 1 and rec.entries[0][0] == "a.1" and rec.entries[0][3] is not None
+    if own and max(rec.clock["a.1"], rec.entries[0][2]) < ts and min(rec.clock["a.1"], rec.entries[0][1], rec.entries[0][2]) >= 2**32:
+        assert rec.entries[0][1] > rec.clock["a.1"] or supersedes_one(raw, "a.1", ts)  # and it is taken
 
 
 @settings(max_examples=500)
