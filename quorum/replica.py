@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from rocksdict import Rdict
 
-from ringkv.codec import decode_parts, decode_record, encode_one, encode_record, supersedes_one
+from ringkv.codec import decode_parts, decode_record, encode_one, encode_record, replaces_one, supersedes_one
 from ringkv.quorum.dvv import DVVSet, sync, sync_lww, update, update_lww
 from ringkv.quorum.hlc import HLC
 from ringkv.storage import Batch, Storage
@@ -96,7 +96,8 @@ class LocalReplica:
         ts = now if timestamp is None else timestamp
         with self._locks[skey[0] & _STRIPE_MASK]:
             raw = table.get(skey)
-            if raw is None and context is None:  # a new key (or one forgotten here): nothing to merge
+            if context is None and (raw is None or (extra is None and timestamp is None and value is not None and supersedes_one(raw, self.actor, now))):
+                # a new key (or one forgotten here), or one only we wrote: the new dot replaces all
                 actor = self.actor
                 local, rec = None, DVVSet({actor: now}, [(actor, now, ts, value)])
                 data = encode_record(rec) if value is None else encode_one(actor, now, ts, value)
@@ -186,8 +187,8 @@ class LocalReplica:
             for (skey, raw, extra), (clock, entries), old_raw in zip(records, parts, found):
                 if written:
                     old_raw = written.get(skey, old_raw)
-                if old_raw is None and (not lww or len(entries) < 2):
-                    local, new_raw = None, raw  # what a merge with nothing would store
+                if old_raw is None and (not lww or len(entries) < 2) or old_raw is not None and extra is None and replaces_one(old_raw, clock, entries):
+                    local, new_raw = None, raw  # what the merge would store: nothing here, or only older
                     merged = DVVSet(clock, list(entries)) if extra is not None else None
                     new_parts = (clock, entries)
                 else:

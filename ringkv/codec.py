@@ -17,13 +17,14 @@ Anything that does not decode as a record of a known format raises
 from __future__ import annotations
 
 import struct
+from typing import Optional
 
 import msgpack
 
 from ringkv.errors import CorruptRecord
 from ringkv.quorum.dvv import DVVSet
 
-__all__ = ["FORMAT_V1", "FORMAT_ONE", "encode_record", "encode_one", "supersedes_one", "decode_record", "decode_parts", "one_value", "live_value", "live_values"]
+__all__ = ["FORMAT_V1", "FORMAT_ONE", "encode_record", "encode_one", "one_dot", "supersedes_one", "replaces_one", "decode_record", "decode_parts", "one_value", "live_value", "live_values"]
 
 FORMAT_V1 = 1
 FORMAT_ONE = 2
@@ -66,17 +67,15 @@ def encode_one(actor: str, counter: int, ts: int, value: bytes) -> bytes:
     return _one_prefix(FORMAT_ONE, len(head)) + head + value
 
 
-def supersedes_one(raw: bytes, actor: str, ts: int) -> bool:
-    """Whether a write by ``actor`` at ``ts`` without context over the stored ``raw`` stores ``encode_one(actor, ts, ts, value)``.
+def one_dot(raw: bytes, actor: str) -> Optional[tuple[int, int, int]]:
+    """``(clock counter, dot counter, timestamp)`` of a stored one-value record of ``actor`` alone; None for any other.
 
-    True when ``raw`` is a one-value record whose clock is ``{actor: c}`` and
-    whose counter and timestamp are below ``ts``: the write then replaces its
-    one dot, under either conflict mode, and the merged clock is ``{actor: ts}``.
-    The check reads fixed offsets of ``actor``'s template, without decoding.
-    Only for records this node stored itself (as :func:`one_value`).
+    That is a record whose clock is ``{actor: c}`` and whose one entry is
+    ``actor``'s, as ``encode_one`` writes it (counters and timestamp u64s):
+    the record of a key that one coordinator wrote. The check reads fixed
+    offsets of ``actor``'s template, without decoding. Only for records this
+    node stored itself (as :func:`one_value`).
     """
-    if not _U32_MAX < ts <= _U64_MAX:
-        return False
     template = _ONE_TEMPLATES.get(actor)
     if template is None:
         template = _one_template(actor)
@@ -85,9 +84,41 @@ def supersedes_one(raw: bytes, actor: str, ts: int) -> bool:
     mid = at + 8
     end = mid + len(second)
     if raw[:at] != first or raw[mid:end] != second or raw[end + 8 : end + 9] != b"\xcf":
+        return None
+    return _u64_at(raw, at)[0], _u64_at(raw, end)[0], _u64_at(raw, end + 9)[0]
+
+
+def supersedes_one(raw: bytes, actor: str, ts: int) -> bool:
+    """Whether a write by ``actor`` at ``ts`` without context over the stored ``raw`` stores ``encode_one(actor, ts, ts, value)``.
+
+    True when ``raw`` is :func:`one_dot` of ``actor`` with its counters and
+    timestamp below ``ts``: the write then replaces its one dot, under either
+    conflict mode, and the merged clock is ``{actor: ts}``.
+    """
+    if not _U32_MAX < ts <= _U64_MAX:
         return False
-    clock = _u64_at(raw, at)[0]
-    return clock < ts and _u64_at(raw, end)[0] <= clock and _u64_at(raw, end + 9)[0] < ts
+    dot = one_dot(raw, actor)
+    return dot is not None and dot[0] < ts and dot[1] <= dot[0] and dot[2] < ts
+
+
+def replaces_one(raw: bytes, clock: dict, entries: list) -> bool:
+    """Whether merging the decoded record ``(clock, entries)`` into the stored ``raw`` gives that record back.
+
+    True when both are one-value records of one actor and the incoming one's
+    dot is newer than anything ``raw`` holds (its counter above ``raw``'s
+    clock, its timestamp above ``raw``'s): ``sync`` and ``sync_lww`` then keep
+    the incoming entry alone under the incoming clock. A replica receiving
+    the next write of a key from its coordinator stores it without decoding
+    its own copy.
+    """
+    if len(entries) != 1 or len(clock) != 1:
+        return False
+    actor, counter, ts, value = entries[0]
+    top = clock.get(actor)
+    if top is None or type(value) is not bytes or counter > top:
+        return False
+    dot = one_dot(raw, actor)
+    return dot is not None and dot[0] < counter and dot[1] <= dot[0] and dot[2] < ts
 
 
 _u64_at = struct.Struct(">Q").unpack_from
@@ -103,7 +134,7 @@ def _one_template(actor: str) -> tuple:
     first = _one_prefix(FORMAT_ONE, head_len) + b"\x94\x81" + name + b"\xcf"
     second = name + b"\xcf"
     template = (struct.Struct(f">{len(first)}sQ{len(second)}sQBQ").pack, first, second)
-    if len(_ONE_TEMPLATES) >= 64:
+    if len(_ONE_TEMPLATES) >= 4096:
         _ONE_TEMPLATES.clear()
     _ONE_TEMPLATES[actor] = template
     return template

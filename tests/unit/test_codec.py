@@ -7,10 +7,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ringkv.codec import decode_parts, decode_record, encode_one, encode_record, one_value, supersedes_one
+from ringkv.codec import decode_parts, decode_record, encode_one, encode_record, one_value, replaces_one, supersedes_one
 from ringkv.errors import CorruptRecord
 from ringkv.quorum.aae import record_digest
-from ringkv.quorum.dvv import DVVSet, update, update_lww
+from ringkv.quorum.dvv import DVVSet, sync, sync_lww, update, update_lww
 from ringkv.result import Result
 
 entries = st.lists(
@@ -163,3 +163,27 @@ def test_live_values_name_a_corrupt_record():
     good = encode_record(DVVSet({"a.1": 1}, [("a.1", 1, 5, b"v")]))
     with pytest.raises(CorruptRecord):
         live_values([good, b"\x02\x00\x00\x00\x09" + msgpack.packb([{}, "a.1", 1, 1])])
+
+
+incoming_records = st.one_of(
+    st.builds(lambda a, c, d, t, v: DVVSet({a: c}, [(a, min(c, d), t, v)]), st.sampled_from(["a.1", "b.2"]), near, near, near, st.binary(max_size=16)),
+    st.builds(DVVSet, st.dictionaries(st.sampled_from(["a.1", "b.2"]), near), entries),
+)
+
+
+@settings(max_examples=300)
+@given(local_records, incoming_records)
+@example(DVVSet({"a.1": 2**40 + 1}, [("a.1", 2**40, 2**40, b"v")]), DVVSet({"a.1": 2**40 + 3}, [("a.1", 2**40 + 1, 2**40 + 2, b"w")]))  # a dot the clock saw
+@example(DVVSet({"a.1": 2**40}, [("a.1", 2**40, 2**40 + 5, b"v")]), DVVSet({"a.1": 2**40 + 3}, [("a.1", 2**40 + 2, 2**40 + 2, b"w")]))  # older in time
+def test_a_replica_stores_an_incoming_record_as_is_only_when_the_merge_gives_it_back(local, incoming):
+    # the replica's shortcut for the next write of a key from its coordinator
+    raw = encode_record(local)
+    if replaces_one(raw, incoming.clock, incoming.entries):
+        assert sync(local, incoming) == incoming
+        assert sync_lww(local, incoming) == incoming
+    one = len(local.entries) == 1 and len(incoming.entries) == 1 and local.entries[0][3] is not None and incoming.entries[0][3] is not None
+    if one and set(local.clock) == set(incoming.clock) == {local.entries[0][0]} == {incoming.entries[0][0]} and local.entries[0][1] <= local.clock[local.entries[0][0]]:
+        (actor, counter, ts, _), (_, old_counter, old_ts, _) = incoming.entries[0], local.entries[0]
+        fits = min(local.clock[actor], old_counter, old_ts) >= 2**32
+        if fits and local.clock[actor] < counter <= incoming.clock[actor] and old_ts < ts:
+            assert replaces_one(raw, incoming.clock, incoming.entries)  # and it is taken
