@@ -150,6 +150,9 @@ class Cluster:
         self._observers: dict[str, ringkv.Client] = {}
         #: Seconds from launching the first process to every node seeing all of them up and alive.
         self.start_seconds = float("nan")
+        #: The part of it after the last node is listening (its join done): gossip alone, without
+        #: the interpreters' start-up, which a machine busy with other tests can stretch.
+        self.converge_seconds = float("nan")
 
     # -- processes -------------------------------------------------------
 
@@ -162,7 +165,9 @@ class Cluster:
         for node in rest:  # one at a time: nodes that join together pick overlapping tokens
             node.launch([first.addr], self._extra())
             node.wait_listening()
+        listening = time.monotonic()
         self.wait_converged()
+        self.converge_seconds = time.monotonic() - listening
         self.start_seconds = time.monotonic() - began
         return self
 
