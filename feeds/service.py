@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import OrderedDict
 from typing import Awaitable, Callable, Optional
 
 
@@ -121,7 +122,8 @@ class FeedService:
         #: request id -> entry id already made: a repeated append stores one entry.
         self._recent: RetryMemo = RetryMemo()
         #: iteration (FeedScan.session) -> its pages read ahead; least recently used first
-        self._streams: dict[int, _Stream] = {}
+        #: least recently used first (an OrderedDict: finding a plain dict's first key scans the slots freed at its front)
+        self._streams: OrderedDict[int, _Stream] = OrderedDict()
         #: ``(column family, storage key) -> hash of its hash-tree segment`` or None
         #: (no complete tree): replicas that agree on it need not scan to compare pages
         self.tree_hash: Callable[[str, bytes], Optional[int]] = lambda cf, skey: None

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections import OrderedDict
 from itertools import islice
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -264,7 +265,8 @@ class Trees:
         #: ``skey -> (record bytes, digest, deleted)`` of records written lately: the
         #: next write of a key finds its old record's digest here, not by decoding it.
         #: A digest is a function of the key and the bytes alone, so a hit is exact.
-        self._recent: dict[bytes, tuple[bytes, int, bool]] = {}
+        #: An OrderedDict: a plain dict's first key is a scan past every slot freed at its front.
+        self._recent: OrderedDict[bytes, tuple[bytes, int, bool]] = OrderedDict()
         self._recent_bytes = 0
 
     # -- opening -------------------------------------------------------------
@@ -426,7 +428,7 @@ class Trees:
             recent[skey] = (new_raw, new, deleted)
             self._recent_bytes += len(new_raw)
             while len(recent) > RECENT_DIGESTS or self._recent_bytes > RECENT_BYTES:
-                self._recent_bytes -= len(recent.pop(next(iter(recent)))[0])  # the least recently written
+                self._recent_bytes -= len(recent.popitem(last=False)[1][0])  # the least recently written
         if tree.covers(skey) and old != new:
             seg = tree.segment(skey)
             tree.toggle(seg, old ^ new)
