@@ -14,12 +14,15 @@ The record inside a digest is re-encoded canonically (clock sorted by
 actor, entries by dot): two replicas holding the same record in a different
 byte order must hash alike, or they would "differ" forever.
 
-Leaves are persisted in the ``_aae`` column family in the same WriteBatch
-as the record that changed them (:meth:`Trees.observe`, a
-:class:`~ringkv.quorum.replica.LocalReplica` observer); the upper levels are
-rebuilt in memory from the leaves at start. A tree whose header is missing
-or of another format is rebuilt once by a chunked scan, during which writes
-below the scan cursor update it and writes above are left to the scan.
+Every record write updates the tree in memory (:meth:`Trees.observe`, a
+:class:`~ringkv.quorum.replica.LocalReplica` observer). Leaves reach the
+``_aae`` column family when the node stops cleanly (:meth:`Trees.seal`),
+with the tree's header; opening the trees deletes the headers again, so a
+node that crashed finds none and rebuilds its trees. (Writing a leaf in each
+record's batch cost a record write a third of its time.) The upper levels
+are rebuilt in memory from the leaves at start. A tree whose header is
+missing or of another format is rebuilt once by a chunked scan, during which
+writes below the scan cursor update it and writes above are left to the scan.
 
 The ``_aae`` column family also holds the tombstone index the GC uses
 (:mod:`ringkv.quorum.gc`): one entry per fully deleted record, with its
@@ -27,7 +30,7 @@ digest and since when this replica has held exactly that record.
 
 Layout of ``_aae`` (``cf`` is the column family name)::
 
-    b"h" cf 0x00            -> msgpack [FORMAT, bits]     tree header (valid tree)
+    b"h" cf 0x00            -> msgpack [FORMAT, bits]     tree header (leaves stored at a clean stop)
     b"s" cf 0x00 u32 seg     -> 16-byte segment hash       (absent: 0)
     b"t" cf 0x00 skey        -> 16-byte digest + f64 since  tombstone index
 """
@@ -37,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from itertools import islice
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -176,7 +179,7 @@ def decode_tomb(raw: bytes) -> tuple[int, float]:
 class HashTree:
     """The segment hashes of one column family and the levels above them."""
 
-    __slots__ = ("cf", "bits", "level_bits", "levels", "leaf", "shift", "cursor", "handle", "partial")
+    __slots__ = ("cf", "bits", "level_bits", "levels", "leaf", "shift", "cursor", "handle", "partial", "dirty")
 
     def __init__(self, cf: str, bits: int, handle: object) -> None:
         self.cf = cf
@@ -193,6 +196,8 @@ class HashTree:
         self.handle = handle
         #: ``(seg, pieces) -> (leaf hash when computed, restricted hash)``.
         self.partial: LRUCache = LRUCache(maxsize=4096)
+        #: Segments changed since the leaves were last stored.
+        self.dirty: set[int] = set()
 
     @property
     def ready(self) -> bool:
@@ -268,6 +273,10 @@ class Trees:
         #: An OrderedDict: a plain dict's first key is a scan past every slot freed at its front.
         self._recent: OrderedDict[bytes, tuple[bytes, int, bool]] = OrderedDict()
         self._recent_bytes = 0
+        #: Column families whose header :meth:`seal` stored: the next change deletes it first.
+        self._sealed: set[str] = set()
+        #: How many times each column family's tree was rebuilt from its records since this object was made.
+        self.rebuilt: Counter[str] = Counter()
 
     # -- opening -------------------------------------------------------------
 
@@ -290,8 +299,11 @@ class Trees:
                 cursor = kind + name + b"\x01"
         for cf in orphans:
             self._wipe(cf)
+        b = storage.batch()
         for cf in sorted(present):
-            self._open(cf, trust=True)
+            if self._open(cf, trust=True).ready:
+                b.delete(AAE_CF, _header_key(cf))  # in use: a crash from now on means a rebuild
+        storage.write(b)
 
     def _open(self, cf: str, trust: bool) -> HashTree:
         storage = self.storage
@@ -311,6 +323,7 @@ class Trees:
 
     def _wipe(self, cf: str) -> None:
         """Delete everything ``_aae`` holds for ``cf``."""
+        self._sealed.discard(cf)
         b = self.storage.batch()
         b.delete(AAE_CF, _header_key(cf))
         for prefix in (_seg_prefix(cf), _tomb_prefix(cf)):
@@ -361,24 +374,13 @@ class Trees:
     def resync(self, cf: str) -> None:
         """After a batch failed to be written: make ``cf``'s tree match storage again.
 
-        The tree was updated in memory for records that never landed. Its
-        leaves are written in the same batch as the records, so the stored
-        leaves are right: reload them, or rebuild if they cannot be read.
+        The tree was updated in memory for records that never landed, and the
+        stored leaves are older than the records: rebuild it from them.
         """
         tree = self.trees.get(cf)
         if tree is None:
             return
-        if tree.ready:
-            try:
-                prefix = _seg_prefix(cf)
-                n = len(prefix)
-                leaves = [(int.from_bytes(k[n:], "big"), int.from_bytes(v, "big")) for k, v in self.storage.scan(AAE_CF, prefix, _prefix_end(prefix))]
-            except Exception:  # storage failing reads too: start over once it works
-                log.warning("hash tree of %s could not be reloaded after a failed write: rebuilding", cf)
-            else:
-                tree.load(leaves)
-                tree.partial.clear()
-                return
+        log.warning("a write to %s failed: its hash tree is rebuilt", cf)
         # A new tree that counts nothing until rebuilt (no reader trusts it meanwhile);
         # a rebuild of the old one that is under way sees it replaced and stops.
         self.trees[cf] = HashTree(cf, self.bits, tree.handle)
@@ -432,7 +434,9 @@ class Trees:
         if tree.covers(skey) and old != new:
             seg = tree.segment(skey)
             tree.toggle(seg, old ^ new)
-            batch.put(AAE_CF, _seg_key(cf, seg), tree.leaf[seg].to_bytes(DIGEST_LEN, "big"))
+            tree.dirty.add(seg)
+            if self._sealed:
+                self._unseal(batch, cf)
         if deleted:
             if not was_deleted or old != new:
                 batch.put(AAE_CF, tomb_key(cf, skey), encode_tomb(new, self.clock()))
@@ -448,8 +452,43 @@ class Trees:
             touched.add(seg)
 
     def _put_segments(self, batch: Batch, tree: HashTree, touched: Iterable[int]) -> None:
-        for seg in touched:
-            batch.put(AAE_CF, _seg_key(tree.cf, seg), tree.leaf[seg].to_bytes(DIGEST_LEN, "big"))
+        """Note the segments a batch of removals changed (they are stored by :meth:`seal`)."""
+        tree.dirty.update(touched)
+        if self._sealed:
+            self._unseal(batch, tree.cf)
+
+    def _unseal(self, batch: Batch, cf: str) -> None:
+        """A change after :meth:`seal`: the stored leaves no longer hold, so neither may the header."""
+        if cf in self._sealed:
+            self._sealed.discard(cf)
+            batch.delete(AAE_CF, _header_key(cf))
+
+    def seal(self) -> list[str]:
+        """Store the changed leaves of every complete tree and its header (a clean stop); returns those column families.
+
+        The next :meth:`open` loads them instead of rebuilding. A change made
+        after this deletes the header in its own batch, so a tree is never
+        trusted for leaves older than its records.
+        """
+        b = self.storage.batch()
+        sealed = []
+        for cf, tree in sorted(self.trees.items()):
+            if not tree.ready or cf in self.stale or not self.storage.has_cf(cf) or self.storage.cf(cf) is not tree.handle:
+                continue
+            prefix = _seg_prefix(cf)
+            for seg in sorted(tree.dirty):
+                h = tree.leaf[seg]
+                if h:
+                    b.put(AAE_CF, prefix + seg.to_bytes(4, "big"), h.to_bytes(DIGEST_LEN, "big"))
+                else:
+                    b.delete(AAE_CF, prefix + seg.to_bytes(4, "big"))
+            b.put(AAE_CF, _header_key(cf), self._header)
+            sealed.append(cf)
+        self.storage.write(b)
+        for cf in sealed:
+            self.trees[cf].dirty.clear()
+        self._sealed.update(sealed)
+        return sealed
 
     def delete_record(self, cf: str, skey: bytes, raw: bytes) -> None:
         """Delete one record known to hold ``raw``, with its tree and index entries, atomically."""
@@ -540,6 +579,8 @@ class Trees:
         tree.cursor = b""
         tree.load(())
         tree.partial.clear()
+        tree.dirty.clear()
+        self._sealed.discard(cf)
         b = self.storage.batch()
         b.delete(AAE_CF, _header_key(cf))
         sp = _seg_prefix(cf)
@@ -563,16 +604,17 @@ class Trees:
                 elif have is not None:
                     b.delete(AAE_CF, tk)
             if len(items) < chunk:
-                # the scan reached the end: the tree is complete once its leaves are stored
-                # (no write can come in between; a failed write leaves it incomplete)
-                self._put_segments(b, tree, (s for s, h in enumerate(tree.leaf) if h))
-                b.put(AAE_CF, _header_key(cf), self._header)
+                # the scan reached the end: the tree is complete once this batch is stored
+                # (no write can come in between; a failed write leaves it incomplete);
+                # its leaves are stored at a clean stop (the rebuild deleted the old ones)
                 storage.write(b)
+                tree.dirty.update(s for s, h in enumerate(tree.leaf) if h)
                 tree.cursor = None
                 break
             storage.write(b)
             tree.cursor = items[-1][0] + b"\x00"
             await asyncio.sleep(0)  # chunked: never block the loop
+        self.rebuilt[cf] += 1
         await self._clean_index(cf)
         log.info("hash tree of %s rebuilt", cf)
         return True

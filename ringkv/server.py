@@ -394,6 +394,9 @@ class NodeServer:
         if self.storage is not None and not self.storage.closed:
             if clean:
                 with contextlib.suppress(RingKVError):
+                    repair = getattr(self, "repair", None)
+                    if repair is not None:
+                        repair.trees.seal()  # the hash trees load at the next start instead of rebuilding
                     self.storage.flush()
                     mark_clean_shutdown(self.storage, self.coordinator.replica.hlc if self.coordinator is not None else None)
             self.storage.close()

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ringkv.codec import decode_record, encode_record
 from ringkv.hashing import RING_SIZE
-from ringkv.quorum.aae import Trees, clip, covering_indexes, intersect, intersects, level_bits, node_range, record_digest
+from ringkv.quorum.aae import Trees, _header_key, clip, covering_indexes, intersect, intersects, level_bits, node_range, record_digest
 from ringkv.quorum.dvv import DVVSet
 from ringkv.quorum.replica import LocalReplica
 from ringkv.storage import AAE_CF, Storage
@@ -39,12 +39,15 @@ def _open(path: str, bits: int = 6):
 
 
 def _check(trees: Trees) -> None:
+    """Every tree equals a recomputation, and so do the leaves a clean stop stores (the writes that follow unseal them)."""
+    assert sorted(trees.seal()) == sorted(CFS)
     for cf in CFS:
         tree = trees.tree(cf)
         assert tree.ready
         fresh = trees.recompute(cf)
         assert tree.leaf == fresh, cf
         assert trees.stored(cf) == fresh, cf
+        assert trees.storage.get(AAE_CF, _header_key(cf)) is not None
         # every upper level is the XOR of its children
         for level in range(len(tree.level_bits) - 1):
             for i, h in enumerate(tree.levels[level]):
@@ -92,11 +95,25 @@ def test_random_writes_keep_trees_equal_to_a_recomputation(tmp_path):
         asyncio.run(trees.rebuild_stale())  # brand-new column families: empty trees
         _random_ops(rng, replica, 600)
         _check(trees)
-        # reopen: the persisted leaves load as they are, no rebuild
+        # reopen after a clean stop: the stored leaves load as they are, no rebuild
         storage.close()
         storage, trees, replica, clock = _open(str(tmp_path / f"d{seed}"))
         assert not trees.stale
         _check(trees)
+        # writes after the seal, then a crash (no seal): the next start rebuilds
+        _random_ops(rng, replica, 50)
+        storage.close()
+        storage, trees, replica, clock = _open(str(tmp_path / f"d{seed}"))
+        assert trees.stale == set(CFS)
+        asyncio.run(trees.rebuild_stale())
+        _check(trees)
+        # a crash right after a start that loaded the trees rebuilds them too (the start deleted the headers)
+        storage.close()
+        storage, trees, replica, clock = _open(str(tmp_path / f"d{seed}"))
+        assert not trees.stale
+        storage.close()
+        storage, trees, replica, clock = _open(str(tmp_path / f"d{seed}"))
+        assert trees.stale == set(CFS)
         storage.close()
 
 
@@ -221,9 +238,10 @@ def test_level_geometry():
     assert level_bits(3) == [3]
 
 
-def test_a_write_that_fails_leaves_the_tree_equal_to_storage(tmp_path):
+def test_a_write_that_fails_leaves_no_tree_that_differs_from_storage(tmp_path):
     """A batch the tree counted but storage refused must not stay in the tree:
-    readers trust equal segment hashes to mean equal records."""
+    readers trust equal segment hashes to mean equal records. The tree is
+    rebuilt from storage, and trusted by no reader until then."""
     import pytest
 
     from ringkv.errors import Unavailable
@@ -245,6 +263,8 @@ def test_a_write_that_fails_leaves_the_tree_equal_to_storage(tmp_path):
     with pytest.raises(Unavailable):
         replica.write("fd.a", skey, b"never stored")
     assert storage.get("fd.a", skey) is None
+    assert trees.segment_hash("fd.a", skey) is None and trees.get("fd.a") is None
+    asyncio.run(trees.rebuild_stale())
     assert trees.segment_hash("fd.a", skey) == trees.recompute("fd.a")[trees.tree("fd.a").segment(skey)]
     _check(trees)
     # a failure on the trees' own writes (a purge) is undone the same way
@@ -253,6 +273,8 @@ def test_a_write_that_fails_leaves_the_tree_equal_to_storage(tmp_path):
     with pytest.raises(Unavailable):
         trees.delete_record("ks.a", victim, raw)
     assert storage.get("ks.a", victim) == raw
+    assert trees.get("ks.a") is None
+    asyncio.run(trees.rebuild_stale())
     _check(trees)
     storage.write = real_write
     storage.close()
@@ -310,27 +332,36 @@ def test_a_write_that_fails_during_a_rebuild_leaves_no_wrong_tree_behind(tmp_pat
 
 
 def test_a_rebuild_whose_last_write_fails_is_not_complete(tmp_path):
-    """Its leaves never reached storage: trusting the tree would later reload
-    empty leaves (a segment that hashes like an empty one)."""
+    """The scan's last batch never reached storage (its tombstone index
+    entries are missing): the tree must not be marked complete."""
     from ringkv.errors import Unavailable
 
     storage, trees, replica, clock = _open(str(tmp_path / "d"))
     asyncio.run(trees.rebuild_stale())
     _random_ops(random.Random(5), replica, 300)
     real = storage.write
-    armed = [True]
+    cursors: list = []
 
-    def fail_the_header(batch, sync=None):
-        if armed[0] and batch.count > 3:  # the rebuild's last batch: leaves and header
-            armed[0] = False
+    def record(batch, sync=None):
+        cursors.append(trees.trees["fd.a"].cursor)
+        real(batch, sync)
+
+    storage.write = record  # a first rebuild finds which write is the scan's last
+    trees.stale.add("fd.a")
+    asyncio.run(trees.rebuild_stale())
+    last = cursors.index(None) - 1  # the write after it sees the tree complete
+    assert last > 0
+    writes = iter(range(len(cursors)))
+
+    def fail_the_last(batch, sync=None):
+        if next(writes) == last:
             raise Unavailable("write: disk full")
         real(batch, sync)
 
-    storage.write = fail_the_header
+    storage.write = fail_the_last
     trees.stale.add("fd.a")
     asyncio.run(trees.rebuild_stale())
     storage.write = real
-    assert not armed[0]
     assert trees.get("fd.a") is None and trees.segment_hash("fd.a", next(iter(storage.scan("fd.a")))[0]) is None
     trees.expire()  # the weekly rebuild (or a restart) completes it
     asyncio.run(trees.rebuild_stale())
