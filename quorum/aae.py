@@ -385,6 +385,16 @@ class Trees:
         # a rebuild of the old one that is under way sees it replaced and stops.
         self.trees[cf] = HashTree(cf, self.bits, tree.handle)
         self.stale.add(cf)
+        # The failed batch may have carried the header's deletion after a seal: delete it
+        # again on its own, or at the next write if storage still refuses.
+        b = self.storage.batch()
+        b.delete(AAE_CF, _header_key(cf))
+        try:
+            self.storage.write(b)
+        except Exception:
+            self._sealed.add(cf)
+        else:
+            self._sealed.discard(cf)
         self.wake()
 
     def _commit(self, batch: Batch, cf: str) -> None:
@@ -435,8 +445,8 @@ class Trees:
             seg = tree.segment(skey)
             tree.toggle(seg, old ^ new)
             tree.dirty.add(seg)
-            if self._sealed:
-                self._unseal(batch, cf)
+        if self._sealed:
+            self._unseal(batch, cf)
         if deleted:
             if not was_deleted or old != new:
                 batch.put(AAE_CF, tomb_key(cf, skey), encode_tomb(new, self.clock()))
@@ -474,6 +484,7 @@ class Trees:
         sealed = []
         for cf, tree in sorted(self.trees.items()):
             if not tree.ready or cf in self.stale or not self.storage.has_cf(cf) or self.storage.cf(cf) is not tree.handle:
+                b.delete(AAE_CF, _header_key(cf))  # loaded at no start until it is complete and sealed
                 continue
             prefix = _seg_prefix(cf)
             for seg in sorted(tree.dirty):
@@ -575,11 +586,8 @@ class Trees:
         if not self.storage.has_cf(cf):
             self.forget(cf)
             return False
-        tree = self.tree(cf)
-        tree.cursor = b""
-        tree.load(())
-        tree.partial.clear()
-        tree.dirty.clear()
+        # a fresh tree: a rebuild of the same column family already under way sees it replaced and stops
+        tree = self.trees[cf] = HashTree(cf, self.bits, self.tree(cf).handle)
         self._sealed.discard(cf)
         b = self.storage.batch()
         b.delete(AAE_CF, _header_key(cf))

@@ -367,3 +367,56 @@ def test_a_rebuild_whose_last_write_fails_is_not_complete(tmp_path):
     asyncio.run(trees.rebuild_stale())
     _check(trees)
     storage.close()
+
+
+def test_a_failed_write_after_a_seal_still_unseals_the_tree(tmp_path):
+    """The write that should have deleted the header failed: the header must
+    still go, or the next start would load leaves older than the records."""
+    import pytest
+
+    from ringkv.errors import Unavailable
+
+    storage, trees, replica, clock = _open(str(tmp_path / "d"))
+    replica.write_failed.append(trees.resync)
+    asyncio.run(trees.rebuild_stale())
+    _random_ops(random.Random(7), replica, 100)
+    trees.seal()
+    real = storage.write
+
+    def refuse(batch, sync=None):
+        raise Unavailable("write: disk full")
+
+    storage.write = refuse
+    with pytest.raises(Unavailable):
+        replica.write("ks.a", b"\x10" * 8 + b"refused", b"v")
+    storage.write = real
+    for i in range(5):  # the tree is rebuilding: these are left to its scan
+        replica.write("ks.a", bytes([i]) * 8 + b"after", b"v")
+    storage.close()  # a crash: no seal
+    storage, trees, replica, clock = _open(str(tmp_path / "d"))
+    assert "ks.a" in trees.stale
+    asyncio.run(trees.rebuild_stale())
+    _check(trees)
+    storage.close()
+
+
+def test_two_rebuilds_of_one_tree_at_once_leave_it_right(tmp_path):
+    """The weekly rebuild can start while another is under way: the older one stops."""
+    storage, trees, replica, clock = _open(str(tmp_path / "d"))
+    asyncio.run(trees.rebuild_stale())
+    _random_ops(random.Random(9), replica, 1200)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(trees.rebuild("ks.a"))
+        for _ in range(3):
+            await asyncio.sleep(0)  # a few chunks scanned
+        assert trees.trees["ks.a"].cursor, "the first rebuild is under way"
+        second = asyncio.ensure_future(trees.rebuild("ks.a"))
+        await asyncio.sleep(0)
+        assert not first.done()
+        assert await second is True
+        assert await first is False
+
+    asyncio.run(main())
+    _check(trees)
+    storage.close()
