@@ -60,6 +60,25 @@ def _check(trees: Trees) -> None:
         assert {k for k, _, _ in trees.tombs(cf, None, 10**6)} == deleted
 
 
+def _write_refused(storage: Storage, replica: LocalReplica, cf: str, skey: bytes) -> None:
+    """A replica write that storage refuses (a full disk): it raises, and storage works again after."""
+    import pytest
+
+    from ringkv.errors import Unavailable
+
+    real = storage.write
+
+    def refuse(batch, sync=None):
+        raise Unavailable("write: disk full")
+
+    storage.write = refuse
+    try:
+        with pytest.raises(Unavailable):
+            replica.write(cf, skey, b"v")
+    finally:
+        storage.write = real
+
+
 def _random_ops(rng: random.Random, replica: LocalReplica, n: int) -> None:
     keys = [rng.randbytes(8) + b"k%d" % i for i in range(40)] + [b"\xff" * 8 + b"top", b"\x00" * 8 + b"bottom"]
     for _ in range(n):
@@ -295,9 +314,6 @@ def test_segment_hash_is_given_only_by_a_complete_tree(tmp_path):
 def test_a_write_that_fails_during_a_rebuild_leaves_no_wrong_tree_behind(tmp_path):
     """The rebuild under way stops, a fresh one starts: no tree with leaves
     counted twice is ever marked complete or stored."""
-    import pytest
-
-    from ringkv.errors import Unavailable
     from ringkv.quorum.aae import _header_key
 
     storage, trees, replica, clock = _open(str(tmp_path / "d"))
@@ -311,15 +327,7 @@ def test_a_write_that_fails_during_a_rebuild_leaves_no_wrong_tree_behind(tmp_pat
         for _ in range(5):
             await asyncio.sleep(0)  # a few chunks scanned
         assert trees.trees["fd.a"].cursor, "the rebuild is under way"
-        real = storage.write
-
-        def refuse(batch, sync=None):
-            raise Unavailable("write: disk full")
-
-        storage.write = refuse
-        with pytest.raises(Unavailable):
-            replica.write("fd.a", b"\x00" * 8 + b"below the cursor", b"v")
-        storage.write = real
+        _write_refused(storage, replica, "fd.a", b"\x00" * 8 + b"below the cursor")
         await rebuilding
         assert trees.get("fd.a") is None or trees.get("fd.a").leaf == trees.recompute("fd.a")
         if storage.get(AAE_CF, _header_key("fd.a")) is not None:
@@ -372,24 +380,12 @@ def test_a_rebuild_whose_last_write_fails_is_not_complete(tmp_path):
 def test_a_failed_write_after_a_seal_still_unseals_the_tree(tmp_path):
     """The write that should have deleted the header failed: the header must
     still go, or the next start would load leaves older than the records."""
-    import pytest
-
-    from ringkv.errors import Unavailable
-
     storage, trees, replica, clock = _open(str(tmp_path / "d"))
     replica.write_failed.append(trees.resync)
     asyncio.run(trees.rebuild_stale())
     _random_ops(random.Random(7), replica, 100)
     trees.seal()
-    real = storage.write
-
-    def refuse(batch, sync=None):
-        raise Unavailable("write: disk full")
-
-    storage.write = refuse
-    with pytest.raises(Unavailable):
-        replica.write("ks.a", b"\x10" * 8 + b"refused", b"v")
-    storage.write = real
+    _write_refused(storage, replica, "ks.a", b"\x10" * 8 + b"refused")
     for i in range(5):  # the tree is rebuilding: these are left to its scan
         replica.write("ks.a", bytes([i]) * 8 + b"after", b"v")
     storage.close()  # a crash: no seal
