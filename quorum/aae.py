@@ -461,7 +461,7 @@ class Trees:
             tree.toggle(seg, record_digest(skey, raw)[0])
             touched.add(seg)
 
-    def _put_segments(self, batch: Batch, tree: HashTree, touched: Iterable[int]) -> None:
+    def _note_segments(self, batch: Batch, tree: HashTree, touched: Iterable[int]) -> None:
         """Note the segments a batch of removals changed (they are stored by :meth:`seal`)."""
         tree.dirty.update(touched)
         if self._sealed:
@@ -486,13 +486,12 @@ class Trees:
             if not tree.ready or cf in self.stale or not self.storage.has_cf(cf) or self.storage.cf(cf) is not tree.handle:
                 b.delete(AAE_CF, _header_key(cf))  # loaded at no start until it is complete and sealed
                 continue
-            prefix = _seg_prefix(cf)
             for seg in sorted(tree.dirty):
                 h = tree.leaf[seg]
                 if h:
-                    b.put(AAE_CF, prefix + seg.to_bytes(4, "big"), h.to_bytes(DIGEST_LEN, "big"))
+                    b.put(AAE_CF, _seg_key(cf, seg), h.to_bytes(DIGEST_LEN, "big"))
                 else:
-                    b.delete(AAE_CF, prefix + seg.to_bytes(4, "big"))
+                    b.delete(AAE_CF, _seg_key(cf, seg))
             b.put(AAE_CF, _header_key(cf), self._header)
             sealed.append(cf)
         self.storage.write(b)
@@ -508,7 +507,7 @@ class Trees:
         touched: set[int] = set()
         b.delete(cf, skey)
         self._remove(b, tree, skey, raw, touched)
-        self._put_segments(b, tree, touched)
+        self._note_segments(b, tree, touched)
         b.delete(AAE_CF, tomb_key(cf, skey))
         self._commit(b, cf)
 
@@ -536,7 +535,7 @@ class Trees:
                 top.append(skey)
             n += 1
         self._delete_span(b, cf, begin, end, top)
-        self._put_segments(b, tree, touched)
+        self._note_segments(b, tree, touched)
         self._commit(b, cf)
         return n
 
@@ -564,7 +563,7 @@ class Trees:
                 b.delete(cf, skey)
                 b.delete(AAE_CF, tomb_key(cf, skey))
                 n += 1
-            self._put_segments(b, tree, touched)
+            self._note_segments(b, tree, touched)
             self._commit(b, cf)
             if len(items) < self.scan_chunk:
                 return n

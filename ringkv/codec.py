@@ -58,10 +58,7 @@ def encode_one(actor: str, counter: int, ts: int, value: bytes) -> bytes:
     with the timestamp put in three times, not a msgpack call.
     """
     if counter == ts and _U32_MAX < ts <= _U64_MAX:
-        template = _ONE_TEMPLATES.get(actor)
-        if template is None:
-            template = _one_template(actor)
-        pack, first, second = template
+        pack, first, second = _ONE_TEMPLATES.get(actor) or _one_template(actor)
         return pack(first, ts, second, ts, 0xCF, ts) + value
     head = _packb([{actor: counter}, actor, counter, ts])
     return _one_prefix(FORMAT_ONE, len(head)) + head + value
@@ -76,10 +73,7 @@ def one_dot(raw: bytes, actor: str) -> Optional[tuple[int, int, int]]:
     offsets of ``actor``'s template, without decoding. Only for records this
     node stored itself (as :func:`one_value`).
     """
-    template = _ONE_TEMPLATES.get(actor)
-    if template is None:
-        template = _one_template(actor)
-    _, first, second = template
+    _, first, second = _ONE_TEMPLATES.get(actor) or _one_template(actor)
     at = len(first)
     mid = at + 8
     end = mid + len(second)
